@@ -1,0 +1,40 @@
+"""Documented defaults, one place, one comment each."""
+
+# Where every file the product writes lives (lake, state DB, MLflow store, Redis AOF, logs).
+DATA_DIR = "data"
+# Port of the private redis-server `wb up` starts when REDIS_URL does not answer.
+PRIVATE_REDIS_PORT = 6390
+# Flask API (gunicorn) and Streamlit workbench ports for the local stack.
+API_PORT = 8000
+WORKBENCH_PORT = 8501
+# gunicorn processes and threads per process for the API.
+API_WORKERS = 2
+API_THREADS = 4
+
+# Redis stream every process appends events to; the ingest process drains it.
+EVENT_STREAM = "wb:events"
+# Largest batch the ingest reads from the stream at once.
+INGEST_BATCH = 5000
+# The ingest flushes at least this often (seconds), so readers see data this fresh.
+INGEST_FLUSH_SECONDS = 0.5
+# Segments per table before the ingest compacts the oldest ones into one file.
+COMPACT_AFTER_SEGMENTS = 64
+# Superseded segment files are kept this long so a reader holding an old manifest still works.
+COMPACT_GRACE_SECONDS = 120.0
+# How far back the ingest remembers event ids to drop client retries of the same event.
+DEDUPE_WINDOW_HOURS = 48
+
+# A token lookup is cached per process this long: revocation takes effect within it.
+TOKEN_CACHE_SECONDS = 2.0
+# A token's last-used time is written at most this often.
+TOKEN_LAST_USED_EVERY_SECONDS = 60.0
+# Browser session lifetime (minutes).
+SESSION_MINUTES = 120
+# Failed logins allowed per (client address, username) and per address within the window.
+LOGIN_MAX_FAILURES = 5
+LOGIN_MAX_FAILURES_PER_ADDRESS = 30
+LOGIN_WINDOW_SECONDS = 300
+# Largest request body the API accepts (bytes).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# Most events one POST /api/events may carry.
+MAX_EVENTS_PER_REQUEST = 1000

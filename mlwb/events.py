@@ -1,0 +1,74 @@
+"""Recording events from any process: validate, then append to one Redis stream.
+
+An event is *acknowledged* when ``XADD`` returns: from then on the ingest process
+(``mlwb.ingest``) will land it in the lake exactly once, whichever process crashes.
+No process other than the ingest ever opens a lake file for writing, so there are no
+lock errors by construction. See ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from mlwb import defaults
+from mlwb.errors import StoreError
+from mlwb.tables import normalize_row
+
+
+def new_id() -> str:
+    """A fresh event id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+class EventSink:
+    """Appends validated rows to the event stream. Cheap; safe to share across threads."""
+
+    def __init__(self, client: redis.Redis, stream: str = defaults.EVENT_STREAM) -> None:
+        self.redis = client
+        self.stream = stream
+
+    @staticmethod
+    def prepare(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Fill ``id``/``ts`` and validate; raises InputError naming the bad column."""
+        full = dict(row)
+        full.setdefault("id", new_id())
+        full.setdefault("ts", datetime.now(UTC))
+        if full["ts"] is None:
+            full["ts"] = datetime.now(UTC)
+        return normalize_row(table, full)
+
+    def record(self, table: str, row: Mapping[str, Any]) -> str:
+        """Record one row; returns its id once Redis has acknowledged it."""
+        return self.record_many(table, [row])[0]
+
+    def record_many(self, table: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Record rows of one table in one round trip; all are validated before any is sent."""
+        prepared = [self.prepare(table, r) for r in rows]
+        return self.send([(table, p) for p in prepared])
+
+    def send(self, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Append already prepared ``(table, row)`` pairs in one pipeline."""
+        if not items:
+            return []
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for table, row in items:
+                pipe.xadd(self.stream, {"t": table, "d": json.dumps(row, separators=(",", ":"))})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(
+                f"the event stream at Redis is unavailable ({exc}); nothing was recorded, "
+                "retry the request",
+                stream=self.stream,
+            ) from exc
+        return [row["id"] for _, row in items]
+
+    def backlog(self) -> int:
+        """Events appended but not yet landed by the ingest."""
+        return int(self.redis.xlen(self.stream))

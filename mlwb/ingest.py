@@ -1,0 +1,294 @@
+"""The ingest: the single writer of the lake.
+
+Loop: read a batch from the event stream after the last landed position, drop ids seen
+recently (client retries), chain audit entries, write one Parquet segment per table
+(fsync + rename), then install a new manifest that lists the segments *and* the stream
+position. Only after that is the stream trimmed. A crash at any point either leaves the
+old manifest (the batch is read again; half-written segments are swept) or the new one
+(the batch is not read again): every acknowledged event lands exactly once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import redis
+
+from mlwb import defaults
+from mlwb.audit_chain import CONFLICT_KEY, HEAD_KEY, entry_hash
+from mlwb.errors import ConfigError, InputError
+from mlwb.manifest import Manifest, Segment, fsync_dir, read_manifest, write_manifest
+from mlwb.tables import TABLES, normalize_row
+
+log = logging.getLogger(__name__)
+
+DEDUPE_WINDOW_SECONDS = 600
+DEDUPE_MAX_IDS = 500_000
+
+
+class IngestLocked(ConfigError):
+    """Another ingest process already owns this lake."""
+
+
+class Ingest:
+    """Drains the event stream into the lake. One per lake (guarded by a file lock)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        lake_dir: Path,
+        stream: str = defaults.EVENT_STREAM,
+        batch: int = defaults.INGEST_BATCH,
+        flush_seconds: float = defaults.INGEST_FLUSH_SECONDS,
+    ) -> None:
+        self.redis = client
+        self.lake_dir = Path(lake_dir)
+        self.stream = stream
+        self.batch = batch
+        self.flush_seconds = flush_seconds
+        self._lock_fh: Any = None
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.manifest = Manifest()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def open(self) -> Ingest:
+        """Take the lake's lock, sweep half-written files, and load recent ids."""
+        self.lake_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = open(self.lake_dir / "ingest.lock", "a+")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IngestLocked(
+                f"another ingest process is already writing {self.lake_dir}; run only one "
+                "(`wb up` and docker-compose start exactly one)",
+                lake=str(self.lake_dir),
+            ) from exc
+        self._lock_fh.seek(0)
+        self._lock_fh.truncate()
+        self._lock_fh.write(str(os.getpid()))
+        self._lock_fh.flush()
+        self.manifest = read_manifest(self.lake_dir)
+        self._sweep_orphans()
+        self._load_recent_ids()
+        self._check_head()
+        self._publish_head()
+        return self
+
+    def close(self) -> None:
+        """Release the lock."""
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Ingest until ``stop`` is set (or forever)."""
+        stop = stop or threading.Event()
+        last_compact = time.monotonic()
+        while not stop.is_set():
+            try:
+                landed = self.step(block_ms=int(self.flush_seconds * 1000))
+                if time.monotonic() - last_compact > 10:
+                    self.compact()
+                    self.collect_garbage()
+                    last_compact = time.monotonic()
+                if landed == 0 and stop.wait(0.01):
+                    break
+            except redis.RedisError as exc:
+                log.warning("ingest: redis unavailable (%s); retrying in 1s", exc)
+                stop.wait(1.0)
+
+    # -- one cycle -------------------------------------------------------------------
+    def step(self, block_ms: int = 0) -> int:
+        """Read one batch and land it; returns the number of rows landed."""
+        entries = self._read(block_ms)
+        if not entries:
+            return 0
+        # Keep reading briefly so a busy stream lands in large segments, not many tiny ones.
+        deadline = time.monotonic() + self.flush_seconds / 2
+        while len(entries) < self.batch and time.monotonic() < deadline:
+            more = self._read(0, after=entries[-1][0])
+            if not more:
+                break
+            entries.extend(more)
+        return self._commit(entries)
+
+    def _read(self, block_ms: int, after: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        kwargs: dict[str, Any] = {"count": self.batch}
+        if block_ms:
+            kwargs["block"] = block_ms
+        resp = self.redis.xread({self.stream: after or self.manifest.last_id}, **kwargs)
+        if not resp:
+            return []
+        out = []
+        for sid, fields in resp[0][1]:
+            sid_s = sid.decode() if isinstance(sid, bytes) else sid
+            decoded = {
+                (k.decode() if isinstance(k, bytes) else k): (
+                    v.decode() if isinstance(v, bytes) else v
+                )
+                for k, v in fields.items()
+            }
+            out.append((sid_s, decoded))
+        return out
+
+    def _commit(self, entries: list[tuple[str, dict[str, str]]]) -> int:
+        now = time.time()
+        by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        seq, head = self.manifest.audit_seq, self.manifest.audit_hash
+        for sid, fields in entries:
+            table = fields.get("t", "")
+            try:
+                row = normalize_row(table, json.loads(fields.get("d", "")))
+            except (InputError, ValueError, TypeError) as exc:
+                by_table["dead_letters"].append(
+                    normalize_row("dead_letters", {
+                        "id": f"dl-{sid}", "ts": now, "stream_id": sid,
+                        "raw": json.dumps(fields)[:100_000], "reason": str(exc)[:2000],
+                    })
+                )
+                continue
+            if row["id"] in self._seen:
+                continue
+            self._seen[row["id"]] = now
+            if table == "audit":
+                seq += 1
+                row["seq"], row["prev_hash"] = seq, head
+                row["hash"] = head = entry_hash(head, row)
+            by_table[table].append(row)
+
+        new = Manifest(
+            version=self.manifest.version + 1,
+            last_id=entries[-1][0],
+            audit_seq=seq,
+            audit_hash=head,
+            tables={t: list(s) for t, s in self.manifest.tables.items()},
+            garbage=list(self.manifest.garbage),
+        )
+        landed = 0
+        for table, rows in by_table.items():
+            segment = self._write_segment(table, rows, new.version)
+            new.tables.setdefault(table, []).append(segment)
+            landed += len(rows)
+        if by_table:
+            fsync_dir(self.lake_dir)
+        write_manifest(self.lake_dir, new)
+        self.manifest = new
+        self._publish_head()
+        # Safe now: everything up to last_id is in the manifest. MINID keeps last_id itself.
+        self.redis.xtrim(self.stream, minid=new.last_id, approximate=False)
+        self._forget_old_ids(now)
+        return landed
+
+    def _write_segment(self, table: str, rows: list[dict[str, Any]], version: int) -> Segment:
+        spec = TABLES[table]
+        folder = self.lake_dir / table
+        folder.mkdir(exist_ok=True)
+        name = f"{table}/{version:012d}-{uuid.uuid4().hex[:8]}.parquet"
+        columns = {c.name: [r[c.name] for r in rows] for c in spec.all_columns}
+        arrow = pa.table(columns, schema=spec.arrow_schema)
+        tmp = self.lake_dir / f"{name}.tmp"
+        pq.write_table(arrow, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.lake_dir / name)
+        fsync_dir(folder)
+        ts = columns["ts"]
+        return Segment(file=name, rows=len(rows), min_ts=min(ts), max_ts=max(ts))
+
+    # -- maintenance -----------------------------------------------------------------
+    def compact(self, keep_newest: int = 4) -> int:
+        """Merge the older segments of tables that have too many; returns tables compacted."""
+        compacted = 0
+        for table, segments in list(self.manifest.tables.items()):
+            if len(segments) <= defaults.COMPACT_AFTER_SEGMENTS:
+                continue
+            old, recent = segments[:-keep_newest], segments[-keep_newest:]
+            merged_tables = [pq.read_table(self.lake_dir / s.file) for s in old]
+            merged = pa.concat_tables(merged_tables, promote_options="default")
+            name = f"{table}/{self.manifest.version:012d}-c{uuid.uuid4().hex[:8]}.parquet"
+            tmp = self.lake_dir / f"{name}.tmp"
+            pq.write_table(merged, tmp, compression="zstd")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.lake_dir / name)
+            fsync_dir(self.lake_dir / table)
+            seg = Segment(name, merged.num_rows, min(s.min_ts for s in old),
+                          max(s.max_ts for s in old))
+            after = time.time() + defaults.COMPACT_GRACE_SECONDS
+            new = Manifest(
+                version=self.manifest.version + 1,
+                last_id=self.manifest.last_id,
+                audit_seq=self.manifest.audit_seq,
+                audit_hash=self.manifest.audit_hash,
+                tables={**self.manifest.tables, table: [seg, *recent]},
+                garbage=[*self.manifest.garbage, *({"file": s.file, "after": after} for s in old)],
+            )
+            write_manifest(self.lake_dir, new)
+            self.manifest = new
+            compacted += 1
+        return compacted
+
+    def collect_garbage(self, now: float | None = None) -> int:
+        """Delete superseded segment files whose grace period has passed."""
+        now = time.time() if now is None else now
+        due = [g for g in self.manifest.garbage if g["after"] <= now]
+        if not due:
+            return 0
+        keep = [g for g in self.manifest.garbage if g["after"] > now]
+        self.manifest.garbage = keep
+        self.manifest.version += 1
+        write_manifest(self.lake_dir, self.manifest)
+        for g in due:
+            (self.lake_dir / g["file"]).unlink(missing_ok=True)
+        return len(due)
+
+    def _sweep_orphans(self) -> None:
+        listed = {s.file for segs in self.manifest.tables.values() for s in segs}
+        listed |= {g["file"] for g in self.manifest.garbage}
+        for path in self.lake_dir.glob("*/*.parquet*"):
+            rel = f"{path.parent.name}/{path.name}"
+            if rel not in listed:
+                log.info("ingest: removing %s left by an interrupted commit", rel)
+                path.unlink(missing_ok=True)
+
+    def _load_recent_ids(self) -> None:
+        cutoff = int((time.time() - DEDUPE_WINDOW_SECONDS) * 1_000_000)
+        now = time.time()
+        for segments in self.manifest.tables.values():
+            for seg in segments:
+                if seg.max_ts >= cutoff:
+                    ids = pq.read_table(self.lake_dir / seg.file, columns=["id"]).column(0)
+                    for event_id in ids.to_pylist():
+                        self._seen[event_id] = now
+
+    def _forget_old_ids(self, now: float) -> None:
+        cutoff = now - DEDUPE_WINDOW_SECONDS
+        while self._seen:
+            oldest_id, seen_at = next(iter(self._seen.items()))
+            if seen_at >= cutoff and len(self._seen) <= DEDUPE_MAX_IDS:
+                break
+            self._seen.pop(oldest_id)
+
+    def _check_head(self) -> None:
+        """Keep evidence when the head in Redis disagrees with the manifest (never erase it)."""
+        kept = self.redis.get(HEAD_KEY)
+        mine = [self.manifest.audit_seq, self.manifest.audit_hash]
+        if kept is not None and json.loads(kept) != mine:
+            log.error("audit head in Redis %s differs from the lake's %s", kept, mine)
+            self.redis.rpush(CONFLICT_KEY, kept)
+
+    def _publish_head(self) -> None:
+        head = json.dumps([self.manifest.audit_seq, self.manifest.audit_hash])
+        self.redis.set(HEAD_KEY, head)

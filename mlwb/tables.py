@@ -1,0 +1,192 @@
+"""The event tables: every row that lands in the lake belongs to one of these.
+
+Each table has ``id`` (unique, the idempotency key) and ``ts`` (UTC) first. ``json`` columns
+hold any JSON value, stored as canonical JSON text. Later parts of the product register
+their tables here (predictions, feedback, run mirror, report rows), so the ingest, the
+readers and the validation at record time all agree on one schema.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from mlwb.errors import InputError
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "json": pa.string(),
+}
+DUCK_TYPES = {
+    "string": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "json": "VARCHAR",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: a name and one of the types in ``ARROW_TYPES``."""
+
+    name: str
+    type: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """A named set of columns; ``id`` and ``ts`` are implied."""
+
+    name: str
+    columns: tuple[Column, ...]
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        """``id``, ``ts``, then the table's own columns."""
+        return (Column("id", "string", True), Column("ts", "timestamp", True), *self.columns)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The Parquet schema of the table's segments."""
+        return pa.schema([(c.name, ARROW_TYPES[c.type]) for c in self.all_columns])
+
+    def empty_select(self) -> str:
+        """A typed, empty SELECT with the table's columns (for a table with no segment yet)."""
+        cols = ", ".join(
+            f"CAST(NULL AS {DUCK_TYPES[c.type]}) AS {c.name}" for c in self.all_columns
+        )
+        return f"SELECT {cols} WHERE false"
+
+
+TABLES: dict[str, Table] = {}
+
+
+def register(table: Table) -> Table:
+    """Add a table to the lake's schema (idempotent for an identical table)."""
+    existing = TABLES.get(table.name)
+    if existing is not None and existing != table:
+        raise ValueError(f"table {table.name!r} is already registered with other columns")
+    TABLES[table.name] = table
+    return table
+
+
+register(Table("events", (
+    Column("kind", "string", True),
+    Column("source", "string"),
+    Column("actor", "string"),
+    Column("payload", "json"),
+)))
+register(Table("audit", (
+    Column("seq", "int"),
+    Column("actor", "string", True),
+    Column("action", "string", True),
+    Column("target", "string"),
+    Column("before", "json"),
+    Column("after", "json"),
+    Column("ip", "string"),
+    Column("prev_hash", "string"),
+    Column("hash", "string"),
+)))
+register(Table("job_events", (
+    Column("job_id", "string", True),
+    Column("run_id", "string"),
+    Column("status", "string", True),
+    Column("payload", "json"),
+)))
+# Rows the ingest could not store (kept, never dropped): the raw entry and the reason.
+register(Table("dead_letters", (
+    Column("stream_id", "string"),
+    Column("raw", "string"),
+    Column("reason", "string"),
+)))
+
+
+def canonical_json(value: Any) -> str:
+    """JSON text that is the same for equal values (sorted keys, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _coerce(col: Column, value: Any, table: str) -> Any:
+    if value is None:
+        if col.required:
+            raise InputError(f"{table}.{col.name} is required", table=table, column=col.name)
+        return None
+    kind = col.type
+    try:
+        if kind == "json":
+            return value if isinstance(value, str) and col.name in ("raw",) else canonical_json(value)
+        if kind == "string":
+            if not isinstance(value, str | int | float):
+                raise TypeError
+            return str(value)
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise TypeError
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise TypeError
+            return float(value)
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if kind == "timestamp":
+            return to_micros(value)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise InputError(
+        f"{table}.{col.name} must be {kind}, got {type(value).__name__} {str(value)[:40]!r}",
+        table=table,
+        column=col.name,
+    )
+
+
+def to_micros(value: Any) -> int:
+    """Microseconds since the epoch (UTC) from a datetime, ISO text, an int of microseconds
+    (the stored form, so normalizing twice is harmless) or a float of seconds."""
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(dt.timestamp() * 1_000_000)
+    if isinstance(value, str):
+        return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return int(value * 1_000_000)
+    raise TypeError(value)
+
+
+def normalize_row(table_name: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``row`` against its table and return it in stored form; raise InputError."""
+    table = TABLES.get(table_name)
+    if table is None:
+        raise InputError(
+            f"unknown table {table_name!r}; known tables: {', '.join(sorted(TABLES))}",
+            table=table_name,
+        )
+    if not isinstance(row, dict):
+        raise InputError(f"a {table_name} row must be a JSON object", table=table_name)
+    known = {c.name for c in table.all_columns}
+    extra = sorted(set(row) - known)
+    if extra:
+        raise InputError(
+            f"{table_name} has no column(s) {', '.join(extra)}; columns are "
+            f"{', '.join(c.name for c in table.all_columns)}",
+            table=table_name,
+            column=extra[0],
+        )
+    return {c.name: _coerce(c, row.get(c.name), table_name) for c in table.all_columns}

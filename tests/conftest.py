@@ -1,0 +1,61 @@
+"""Shared fixtures: a private Redis per session (flushed per test), settings under tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from mlwb.redis_server import free_port, start_redis
+from mlwb.settings import Environment, Settings
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server this test run started on a free port (never one that others use)."""
+    port = free_port()
+    proc: subprocess.Popen[bytes] = start_redis(tmp_path_factory.mktemp("redis"), port)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session Redis, flushed before the test (it is ours alone)."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test's Redis."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str) -> Settings:
+    """Settings with every file under tmp_path and the test's Redis."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        env=Environment.test,
+        data_dir=tmp_path / "data",
+        redis_url=redis_url,
+        secret_key="test-secret-key-0123456789abcdef",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a developer's WB_* / REDIS_URL out of the tests."""
+    for key in list(os.environ):
+        if key.startswith("WB_") or key in ("REDIS_URL", "MLFLOW_TRACKING_URI"):
+            monkeypatch.delenv(key, raising=False)
