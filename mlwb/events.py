@@ -17,8 +17,8 @@ from typing import Any
 import redis
 
 from mlwb import defaults
-from mlwb.errors import StoreError
-from mlwb.tables import normalize_row
+from mlwb.errors import InputError, StoreError
+from mlwb.tables import normalize_row, to_micros
 
 
 def new_id() -> str:
@@ -35,13 +35,22 @@ class EventSink:
 
     @staticmethod
     def prepare(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Fill ``id``/``ts`` and validate; raises InputError naming the bad column."""
+        """Fill ``id``/``ts`` and validate; raises InputError naming the bad column.
+
+        Returns the row as sent on the stream: JSON values stay nested (the ingest stores
+        them as canonical text once), ``ts`` is epoch microseconds.
+        """
         full = dict(row)
-        full.setdefault("id", new_id())
-        full.setdefault("ts", datetime.now(UTC))
-        if full["ts"] is None:
-            full["ts"] = datetime.now(UTC)
-        return normalize_row(table, full)
+        if full.get("id") is None:
+            full["id"] = new_id()
+        try:
+            stamp = full.get("ts")
+            full["ts"] = to_micros(datetime.now(UTC) if stamp is None else stamp)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"{table}.ts must be an ISO 8601 time, got {full['ts']!r}",
+                             table=table, column="ts") from None
+        normalize_row(table, full)  # validation only; raises InputError
+        return full
 
     def record(self, table: str, row: Mapping[str, Any]) -> str:
         """Record one row; returns its id once Redis has acknowledged it."""
@@ -59,7 +68,7 @@ class EventSink:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for table, row in items:
-                pipe.xadd(self.stream, {"t": table, "d": json.dumps(row, separators=(",", ":"))})
+                pipe.xadd(self.stream, {"t": table, "d": json.dumps(row, separators=(",", ":"), default=str)})
             pipe.execute()
         except redis.RedisError as exc:
             raise StoreError(

@@ -125,7 +125,7 @@ def _coerce(col: Column, value: Any, table: str) -> Any:
     kind = col.type
     try:
         if kind == "json":
-            return value if isinstance(value, str) and col.name in ("raw",) else canonical_json(value)
+            return canonical_json(value)
         if kind == "string":
             if not isinstance(value, str | int | float):
                 raise TypeError

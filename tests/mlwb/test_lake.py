@@ -11,6 +11,7 @@ from mlwb.events import EventSink
 from mlwb.ingest import Ingest, IngestLocked
 from mlwb.lake import Lake
 from mlwb.manifest import read_manifest
+from mlwb.tables import normalize_row
 from mlwb.settings import Settings
 
 
@@ -57,7 +58,8 @@ def test_restart_after_crash_between_segment_and_manifest(
     ingest = Ingest(redis_client, settings.lake_dir).open()
     entries = ingest._read(0)
     # Simulate the crash: write the segment file, but never the manifest.
-    ingest._write_segment("events", [EventSink.prepare("events", {"kind": "orphan"})], 99)
+    orphan = normalize_row("events", EventSink.prepare("events", {"kind": "orphan"}))
+    ingest._write_segment("events", [orphan], 99)
     ingest.close()
     assert len(entries) == 10
     again = Ingest(redis_client, settings.lake_dir).open()

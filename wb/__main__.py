@@ -1,0 +1,5 @@
+"""``python -m wb`` is ``wb``."""
+
+from wb.main import cli
+
+cli()
