@@ -68,7 +68,8 @@ class EventSink:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for table, row in items:
-                pipe.xadd(self.stream, {"t": table, "d": json.dumps(row, separators=(",", ":"), default=str)})
+                data = json.dumps(row, separators=(",", ":"), default=str)
+                pipe.xadd(self.stream, {"t": table, "d": data})
             pipe.execute()
         except redis.RedisError as exc:
             raise StoreError(

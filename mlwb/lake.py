@@ -32,6 +32,8 @@ class Lake:
 
     def connect(self, manifest: Manifest | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with a view per table, pinned to one manifest."""
+        import mlwb.tables_all  # noqa: F401  (every module's tables, so every view exists)
+
         manifest = manifest or self.manifest()
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone='UTC'")

@@ -11,8 +11,8 @@ from mlwb.events import EventSink
 from mlwb.ingest import Ingest, IngestLocked
 from mlwb.lake import Lake
 from mlwb.manifest import read_manifest
-from mlwb.tables import normalize_row
 from mlwb.settings import Settings
+from mlwb.tables import normalize_row
 
 
 def drain(ingest: Ingest) -> int:

@@ -1,0 +1,98 @@
+"""Starting the product: one part each (`wb api`, `wb workbench`, `wb ingest`) or all (`wb up`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from wb.context import settings
+
+
+@click.command("api")
+@click.option("--host", default=None, help="Address to bind (default: settings api_host).")
+@click.option("--port", default=None, type=int, help="Port (default: settings api_port).")
+@click.option("--workers", default=None, type=int, help="gunicorn processes (default 2).")
+@click.option("--threads", default=None, type=int, help="Threads per process (default 4).")
+def api_cmd(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
+    """Serve the Flask API under gunicorn (the process is replaced by gunicorn)."""
+    s = settings().check()
+    args = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{host or s.api_host}:{port or s.api_port}",
+        "--workers", str(workers or s.api_workers),
+        "--threads", str(threads or s.api_threads),
+        "--worker-class", "gthread",
+        "--graceful-timeout", "10",
+        "--timeout", "60",
+        "--config", "python:api.gunicorn_conf",
+        "api:create_app()",
+    ]
+    # /metrics adds up every gunicorn worker's counters from this folder.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(s.data_dir / "prometheus"))
+    os.execv(sys.executable, args)
+
+
+@click.command("workbench")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=None, type=int, help="Port (default: settings workbench_port).")
+def workbench_cmd(host: str, port: int | None) -> None:
+    """Serve the Streamlit workbench (the process is replaced by streamlit)."""
+    import workbench
+
+    s = settings().check()
+    app = Path(workbench.__file__).parent / "app.py"
+    args = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.port", str(port or s.workbench_port), "--server.address", host,
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+    ]
+    os.execv(sys.executable, args)
+
+
+@click.command("ingest")
+def ingest_cmd() -> None:
+    """Run the ingest: the one process that lands recorded events in the lake."""
+    import redis as redis_lib
+
+    import mlwb.tables_all  # noqa: F401  (every table the product records)
+    from mlwb.ingest import Ingest
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
+    s = settings().check()
+    client = redis_lib.Redis.from_url(s.effective_redis_url, socket_connect_timeout=5)
+    ingest = Ingest(client, s.lake_dir, flush_seconds=s.ingest_flush_seconds).open()
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"ingest: landing {ingest.stream} into {s.lake_dir} "
+               f"(manifest v{ingest.manifest.version})")
+    try:
+        ingest.run(stop)
+    finally:
+        ingest.close()
+
+
+@click.command("up")
+@click.option("--no-demo", is_flag=True, help="Do not seed the demo on first start.")
+def up_cmd(no_demo: bool) -> None:
+    """Start the whole local stack: Redis, ingest, worker, maintenance, API, workbench."""
+    from wb.supervisor import Supervisor
+
+    Supervisor(settings(), seed_demo=not no_demo).run()
+
+
+def register(cli: click.Group) -> None:
+    """Add the commands that start the product."""
+    for command in (up_cmd, api_cmd, workbench_cmd, ingest_cmd):
+        cli.add_command(command)
