@@ -6,12 +6,18 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from mlwb.redis_server import free_port, start_redis
 from mlwb.settings import Environment, Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from mlwb.services import Services
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +65,22 @@ def _no_ambient_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("WB_") or key in ("REDIS_URL", "MLFLOW_TRACKING_URI"):
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Services:
+    """Real services (Redis, state DB, lake) for the test's settings."""
+    from mlwb.services import Services
+
+    return Services.from_settings(settings)
+
+
+@pytest.fixture
+def app(settings: Settings, services: Services) -> Flask:
+    """The Flask API for the test's settings."""
+    from api import create_app
+
+    application = create_app(settings, services)
+    application.config["TESTING"] = True
+    return application
+

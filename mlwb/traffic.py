@@ -1,0 +1,150 @@
+"""Traffic policies: how a model's requests are shared between champion and challenger.
+
+``single`` serves the champion; ``split`` shares requests by weight (sticky per caller key
+when asked); ``shadow`` has the challenger score every request too, logged, never returned.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mlwb.aliases import (
+    check_model_name,
+    jsonable,
+    mlflow_aliases,
+    mlflow_client,
+    recorded_aliases,
+    utc,
+    utcnow,
+)
+from mlwb.audit import audit
+from mlwb.db import metadata
+from mlwb.errors import InputError, Unprocessable
+from mlwb.roles import Role, Scope
+from mlwb.services import Services
+from mlwb.users import Principal
+
+traffic_policies_t = sa.Table(
+    "traffic_policies",
+    metadata,
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("weights", sa.Text, nullable=False),  # JSON {"champion": 0.9, "challenger": 0.1}
+    sa.Column("sticky", sa.Boolean, nullable=False),
+    sa.Column("set_by", sa.String(255), nullable=False),
+    sa.Column("set_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+ARMS = ("champion", "challenger")
+
+
+class TrafficMode(StrEnum):
+    """How requests are shared between champion and challenger."""
+
+    single = "single"  # champion only
+    split = "split"  # weighted between champion and challenger
+    shadow = "shadow"  # champion answers; challenger also scores, logged, never returned
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Create this module's table if missing (idempotent)."""
+    metadata.create_all(engine, tables=[traffic_policies_t], checkfirst=True)
+
+
+@dataclass(frozen=True)
+class TrafficPolicy:
+    """A model's traffic policy as set (the default is single, champion only)."""
+
+    model: str
+    mode: str = TrafficMode.single.value
+    weights: dict[str, float] = field(default_factory=lambda: {"champion": 1.0})
+    sticky: bool = False
+    set_by: str | None = None
+    set_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return jsonable(self)
+
+
+def get_policy(engine: Engine, model: str) -> TrafficPolicy:
+    """The traffic policy of ``model`` (single/champion when none was set)."""
+    ensure_tables(engine)
+    with engine.connect() as conn:
+        return policy_in(conn, model)
+
+
+def policy_in(conn: Connection, model: str) -> TrafficPolicy:
+    """The traffic policy of ``model``, read on an open connection."""
+    r = conn.execute(sa.select(traffic_policies_t).where(
+        traffic_policies_t.c.model == model)).first()
+    if r is None:
+        return TrafficPolicy(model)
+    return TrafficPolicy(model, r.mode, json.loads(r.weights), bool(r.sticky), r.set_by,
+                         utc(r.set_at))
+
+
+def set_traffic(services: Services, principal: Principal, model: str, mode: str,
+                weights: dict[str, float] | None = None, sticky: bool = False) -> TrafficPolicy:
+    """Set ``model``'s traffic policy (approver+); split weights are normalised to sum 1."""
+    principal.require(Role.approver, Scope.promote, "setting a traffic policy")
+    check_model_name(model)
+    try:
+        tmode = TrafficMode(mode)
+    except ValueError:
+        raise InputError(f"unknown traffic mode {mode!r}; choose single, split or shadow",
+                         mode=str(mode)[:40]) from None
+    if not isinstance(sticky, bool):
+        raise InputError("sticky must be true or false")
+    norm = _weights(tmode, weights)
+    mlflow_aliases(mlflow_client(services.settings), model)  # NotFound for an unknown model
+    if tmode != TrafficMode.single and "challenger" not in recorded_aliases(services.engine,
+                                                                           model):
+        raise Unprocessable(f"{model!r} has no challenger yet; promote one first "
+                            f"(`wb models promote {model} VERSION --alias challenger`)",
+                            model=model)
+    before = get_policy(services.engine, model)
+    now = utcnow()
+    with services.engine.begin() as conn:
+        conn.execute(sa.delete(traffic_policies_t).where(traffic_policies_t.c.model == model))
+        conn.execute(sa.insert(traffic_policies_t).values(
+            model=model, mode=tmode.value, weights=json.dumps(norm), sticky=sticky,
+            set_by=principal.actor, set_at=now))
+    policy = TrafficPolicy(model, tmode.value, norm, sticky, principal.actor, now)
+    audit(services.sink, principal.actor, "traffic.set", f"model:{model}",
+          before=before.to_dict(), after=policy.to_dict())
+    return policy
+
+
+def _weights(mode: TrafficMode, weights: dict[str, float] | None) -> dict[str, float]:
+    if mode != TrafficMode.split:
+        if weights and any(k != "champion" for k in weights):
+            raise InputError(f"weights apply to split mode only; {mode.value} serves the "
+                             "champion's answer to every request")
+        return {"champion": 1.0}
+    if not isinstance(weights, dict) or not weights:
+        raise InputError('split mode needs weights, e.g. {"champion": 0.9, "challenger": 0.1}')
+    unknown = set(weights) - set(ARMS)
+    if unknown:
+        raise InputError(f"unknown arm(s) {', '.join(sorted(map(str, unknown)))} in weights; "
+                         "use champion and challenger")
+    out: dict[str, float] = {}
+    for arm in ARMS:
+        w = weights.get(arm, 0.0)
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w <= 1e6 or w != w:
+            raise InputError(f"weight of {arm} must be a number >= 0, got {w!r}", arm=arm)
+        out[arm] = float(w)
+    total = sum(out.values())
+    if out["champion"] <= 0 or out["challenger"] <= 0:
+        raise InputError("split mode needs both weights above 0; for champion only use "
+                         "mode single")
+    return {arm: w / total for arm, w in out.items()}
+
+
