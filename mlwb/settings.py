@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="", validation_alias=AliasChoices("WB_REDIS_URL", "REDIS_URL")
     )
+    # Port of the private redis-server `wb up` starts when REDIS_URL is unset or silent.
+    private_redis_port: int = defaults.PRIVATE_REDIS_PORT
     # Users, tokens, promotions: a small transactional DB. SQLite under data_dir by default;
     # a postgresql:// URL on a team server.
     state_db_url: str = ""
@@ -85,6 +87,8 @@ class Settings(BaseSettings):
 
     ingest_flush_seconds: float = defaults.INGEST_FLUSH_SECONDS
     max_body_bytes: int = defaults.MAX_BODY_BYTES
+    # Prediction requests one token (or person) may make per minute, across all workers.
+    predict_rate_limit: int = 100_000
 
     @field_validator("data_dir")
     @classmethod
@@ -120,7 +124,7 @@ class Settings(BaseSettings):
     @property
     def effective_redis_url(self) -> str:
         """``REDIS_URL`` if given, else the private redis-server `wb up` starts."""
-        return self.redis_url or f"redis://127.0.0.1:{defaults.PRIVATE_REDIS_PORT}/0"
+        return self.redis_url or f"redis://127.0.0.1:{self.private_redis_port}/0"
 
     @property
     def secure_cookies(self) -> bool:

@@ -3,5 +3,5 @@
 Append-only: one import per module that calls ``mlwb.tables.register``.
 """
 
+import mlwb.predictions
 import mlwb.tables  # noqa: F401  (events, audit, job_events, dead_letters)
-import mlwb.predictions  # noqa: F401  (predictions, feedback)

@@ -21,7 +21,6 @@ from typing import IO
 
 import click
 
-from mlwb import defaults
 from mlwb.errors import ConfigError
 from mlwb.redis_server import answers, start_redis
 from mlwb.settings import Settings
@@ -77,7 +76,7 @@ class Supervisor:
         if self.settings.redis_url and answers(self.settings.redis_url):
             click.echo(f"redis:     reusing {self.settings.redis_url}")
             return self.settings.redis_url
-        port = defaults.PRIVATE_REDIS_PORT
+        port = self.settings.private_redis_port
         url = f"redis://127.0.0.1:{port}/0"
         if answers(url):
             click.echo(f"redis:     reusing the private redis on port {port}")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlwb.errors import InputError, Unprocessable, WorkbenchError
+from mlwb.errors import InputError, Unprocessable
 
 MAX_ROWS = 10_000  # rows per request; more is a 413 (split the batch)
 
@@ -156,8 +156,9 @@ class InputSchema:
         """A DataFrame parsed from CSV or ``dataframe_split``: same checks, same dtypes."""
         _check_count(len(df))
         self._columns_error([str(c) for c in df.columns], None, strict_only=True)
-        rows = df[self.names].astype(object).where(df[self.names].notna(), None)
-        return self._build(rows.values.tolist(), None)
+        # tolist() gives Python scalars (numpy's are not int/float by type)
+        cols = [df[c].tolist() for c in self.names]
+        return self._build([list(r) for r in zip(*cols, strict=True)], None)
 
     # -- internals ---------------------------------------------------------------
     def _columns_error(self, keys: Any, row: int | None, strict_only: bool = False) -> None:
@@ -227,7 +228,3 @@ def untyped(rows: list[dict[str, Any]]) -> Parsed:
         return Parsed(pd.DataFrame.from_records(rows), rows)
     except (TypeError, ValueError) as exc:
         raise InputError(f"the rows do not form a table: {exc}") from None
-
-
-__all__ = ["MAX_ROWS", "Field", "InputSchema", "Parsed", "TooLarge", "WorkbenchError",
-           "untyped"]

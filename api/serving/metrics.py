@@ -1,0 +1,162 @@
+"""Prometheus metrics of the serving path, correct across every gunicorn worker.
+
+Why Redis and not ``PROMETHEUS_MULTIPROC_DIR``: the multiprocess mode must be configured
+before ``prometheus_client`` is first imported in every worker, needs a directory wiped at
+each deploy and gunicorn hooks for dead workers; forgetting any of that silently reports one
+worker's numbers. Here each worker counts in memory and adds its counts to one Redis hash
+about once a second (one pipeline, off the request path); ``GET /metrics`` renders the
+hash, so any worker answers for all of them. A worker killed with -9 loses at most its last
+second of counts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import threading
+from collections import defaultdict
+
+import redis
+from flask import Blueprint, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from api.auth import requires, services
+from mlwb.roles import Role, Scope
+
+log = logging.getLogger(__name__)
+
+KEY = "wb:metrics:serving"
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FLUSH_SECONDS = 1.0
+LABELS = ("model", "version", "arm", "endpoint", "code")
+
+bp = Blueprint("serving_metrics", __name__)
+
+
+class ServingMetrics:
+    """In-process counters flushed to Redis; one per API process."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._counts: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._stop = threading.Event()
+
+    def observe(self, model: str, version: str, arm: str, endpoint: str, code: int,
+                seconds: float) -> None:
+        """Count one request and its latency."""
+        self._ensure_flusher()
+        base = "\t".join((model, version or "", arm or "", endpoint, str(code)))
+        bucket = bisect.bisect_left(BUCKETS, seconds)
+        with self._lock:
+            c = self._counts
+            c[base + "\tcount"] += 1
+            c[base + "\tsum"] += seconds
+            c[f"{base}\tb{bucket}"] += 1
+
+    def flush(self) -> None:
+        """Add this process's counts since the last flush to the shared hash."""
+        with self._lock:
+            counts, self._counts = self._counts, defaultdict(float)
+        if not counts:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for field, value in counts.items():
+                pipe.hincrbyfloat(KEY, field, value)
+            pipe.execute()
+        except redis.RedisError:
+            log.warning("metrics flush failed; keeping the counts for the next try")
+            with self._lock:
+                for field, value in counts.items():
+                    self._counts[field] += value
+
+    def _ensure_flusher(self) -> None:
+        # Started lazily and per PID: a thread started before gunicorn forks would not exist
+        # in the workers.
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            threading.Thread(target=self._loop, name="metrics-flush", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            self.flush()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every worker's counts."""
+        self.flush()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_RedisCollector(self.redis))
+        return generate_latest(registry)
+
+
+class _RedisCollector(Collector):
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        """Counters and histograms rebuilt from the shared hash."""
+        raw = self.redis.hgetall(KEY)
+        series: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+        for k, v in raw.items():
+            *labels, stat = k.decode().split("\t")
+            series[tuple(labels)][stat] = float(v)
+        requests = CounterMetricFamily("wb_predict_requests", "Prediction requests served.",
+                                       labels=LABELS)
+        errors = CounterMetricFamily("wb_predict_errors", "Prediction requests that failed.",
+                                     labels=LABELS)
+        latency = HistogramMetricFamily("wb_predict_latency_seconds",
+                                        "Prediction request latency.",
+                                        labels=("model", "version", "arm"))
+        hist: dict[tuple[str, ...], list[float]] = defaultdict(
+            lambda: [0.0] * (len(BUCKETS) + 2))
+        for labels, stats in sorted(series.items()):
+            if len(labels) != len(LABELS):
+                continue
+            count = stats.get("count", 0.0)
+            requests.add_metric(list(labels), count)
+            if int(labels[4]) >= 400:
+                errors.add_metric(list(labels), count)
+            h = hist[labels[:3]]
+            for i in range(len(BUCKETS) + 1):
+                h[i] += stats.get(f"b{i}", 0.0)
+            h[-1] += stats.get("sum", 0.0)
+        for labels, h in hist.items():
+            cumulative, buckets = 0.0, []
+            for i, bound in enumerate((*BUCKETS, float("inf"))):
+                cumulative += h[i]
+                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+            latency.add_metric(list(labels), buckets, h[-1])
+        yield requests
+        yield errors
+        yield latency
+
+
+def metrics_of(app_extensions: dict) -> ServingMetrics:  # type: ignore[type-arg]
+    """The process's ServingMetrics, created on first use."""
+    found = app_extensions.get("wb_serving_metrics")
+    if found is None:
+        found = app_extensions.setdefault("wb_serving_metrics",
+                                          ServingMetrics(app_extensions["wb"].redis))
+    return found  # type: ignore[no-any-return]
+
+
+@bp.get("/metrics")
+@requires(Role.viewer, Scope.read, "reading metrics")
+def metrics() -> Response:
+    """Requests, errors and latency per model, version and arm, summed over all workers."""
+    from flask import current_app
+
+    body = metrics_of(current_app.extensions).render()
+    return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+
+__all__ = ["BUCKETS", "ServingMetrics", "bp", "metrics_of", "services"]

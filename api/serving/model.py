@@ -1,0 +1,208 @@
+"""One registered model version, loaded for serving: verified, on the right device, fast.
+
+``LoadedModel.load`` downloads the version's artifacts, refuses them unless their SHA-256
+matches the hash recorded at registration (``mlwb.registry``), loads them with
+``mlflow.pyfunc`` and picks a fast path that gives the same predictions as
+``pyfunc.predict``:
+
+- an sklearn estimator or Pipeline: ``predict``/``predict_proba`` called directly on the
+  validated DataFrame (no pyfunc schema enforcement a second time);
+- a python model exposing ``predict_proba`` and ``classes_`` (the torch models of
+  ``experiments/``): its module moved to CUDA when present, run under ``inference_mode``;
+- anything else: ``pyfunc.predict``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.artifacts import download_artifacts
+from sqlalchemy.engine import Engine
+
+from api.serving.schema import InputSchema
+from mlwb.errors import Conflict, NotFound, StoreError
+from mlwb.registry import artifact_digest, expected_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Output:
+    """Per-row predictions and, for classifiers, class probabilities."""
+
+    predictions: list[Any]
+    probabilities: list[dict[str, float]] | None = None
+
+
+def version_artifact_uri(client: mlflow.MlflowClient, name: str, version: str) -> tuple[str, str]:
+    """``(artifact URI, run id)`` of a registered version (MLflow 3 logged models and runs)."""
+    try:
+        mv = client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise NotFound(f"model {name!r} has no version {version!r}; see `wb models list`",
+                       model=name, version=version) from exc
+    source = mv.source or ""
+    if source.startswith("models:/m-"):
+        logged = client.get_logged_model(source.removeprefix("models:/").split("/")[0])
+        return logged.artifact_location, mv.run_id or ""
+    if source.startswith("runs:/"):
+        run_id, _, path = source.removeprefix("runs:/").partition("/")
+        return client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + path, run_id
+    return source, mv.run_id or ""
+
+
+def fetch_verified(
+    client: mlflow.MlflowClient, engine: Engine, name: str, version: str, dest: Path
+) -> tuple[Path, str]:
+    """Download a version's artifacts under ``dest`` and check them against the recorded hash.
+
+    Returns ``(local path, run id)``; raises Conflict (409) when the hash is missing or
+    differs: such a version is never loaded.
+    """
+    expected = expected_hash(engine, name, version)
+    if expected is None:
+        raise Conflict(
+            f"model {name!r} version {version} has no artifact hash recorded at registration, "
+            "so it cannot be verified and is not served; register it through ml-workbench "
+            "(`wb run` / the experiments API), which records the hash",
+            model=name, version=version)
+    uri, run_id = version_artifact_uri(client, name, version)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=dest))
+    try:
+        local = Path(download_artifacts(artifact_uri=uri, dst_path=str(target)))
+    except Exception as exc:
+        raise StoreError(f"could not download model {name!r} version {version} from {uri}: "
+                         f"{exc}", model=name, version=version) from exc
+    actual = artifact_digest(local)
+    if actual != expected:
+        log.error("artifact hash mismatch for %s v%s: expected %s, found %s", name, version,
+                  expected, actual)
+        raise Conflict(
+            f"the artifacts of model {name!r} version {version} changed since registration "
+            f"(recorded sha256 {expected[:12]}…, found {actual[:12]}…); it is not served. "
+            "Restore the original artifacts or register a new version.",
+            model=name, version=version)
+    return local, run_id
+
+
+class LoadedModel:
+    """A verified model version held in memory by one API process."""
+
+    def __init__(self, name: str, version: str, run_id: str, pyfunc: Any) -> None:
+        self.name = name
+        self.version = version
+        self.run_id = run_id
+        self.pyfunc = pyfunc
+        self.schema = InputSchema.from_mlflow(pyfunc.metadata.get_input_schema())
+        self.classes: list[Any] | None = None
+        self.kind = "pyfunc"
+        self.device = "cpu"
+        self._raw: Any = None
+        self._lock = threading.Lock()  # a torch module is not re-entrant on one stream
+        self._select_fast_path()
+
+    @classmethod
+    def load(cls, client: mlflow.MlflowClient, engine: Engine, name: str, version: str,
+             dest: Path) -> LoadedModel:
+        """Download, verify and load ``name`` version ``version``."""
+        local, run_id = fetch_verified(client, engine, name, version, dest)
+        try:
+            pyfunc = mlflow.pyfunc.load_model(str(local))
+        except Exception as exc:
+            raise StoreError(f"model {name!r} version {version} could not be loaded: {exc}",
+                             model=name, version=version) from exc
+        return cls(name, version, run_id, pyfunc)
+
+    def _select_fast_path(self) -> None:
+        flavors = self.pyfunc.metadata.flavors
+        if "sklearn" in flavors:
+            self._raw = self.pyfunc.get_raw_model()
+            self.kind = "sklearn"
+            if hasattr(self._raw, "predict_proba") and hasattr(self._raw, "classes_"):
+                self.classes = list(np.asarray(self._raw.classes_).tolist())
+            return
+        try:
+            python_model = self.pyfunc.unwrap_python_model()
+        except Exception:  # not a python_function model: keep pyfunc.predict
+            return
+        if hasattr(python_model, "predict_proba") and hasattr(python_model, "classes_"):
+            self._raw = python_model
+            self.kind = "torch" if hasattr(python_model, "module") else "python"
+            self.classes = list(np.asarray(python_model.classes_).tolist())
+            self._to_device(python_model)
+
+    def _to_device(self, python_model: Any) -> None:
+        import torch
+
+        module = getattr(python_model, "module", None)
+        if module is None:
+            return
+        module.eval()
+        if torch.cuda.is_available():  # pragma: no cover - no GPU on CI; tested on the GPU box
+            module.to("cuda")
+            self.device = "cuda"
+
+    def predict(self, frame: pd.DataFrame) -> Output:
+        """Predictions (and class probabilities) for a validated frame."""
+        if self.kind == "sklearn":
+            return self._sklearn(frame)
+        if self.kind in ("torch", "python"):
+            import torch
+
+            with self._lock, torch.inference_mode():
+                proba = np.asarray(self._raw.predict_proba(frame))
+            return self._from_proba(proba)
+        raw = self.pyfunc.predict(frame)
+        return Output(_to_list(raw))
+
+    def _sklearn(self, frame: pd.DataFrame) -> Output:
+        model = self._raw
+        if self.classes is None:
+            return Output(_to_list(model.predict(frame)))
+        proba = np.asarray(model.predict_proba(frame))
+        final = model.steps[-1][1] if hasattr(model, "steps") else model
+        if type(final).__name__ == "LogisticRegression":
+            # argmax of predict_proba is exactly LogisticRegression.predict: one pass, not two
+            return self._from_proba(proba)
+        return Output(_to_list(model.predict(frame)), _proba_dicts(proba, self.classes))
+
+    def _from_proba(self, proba: np.ndarray) -> Output:
+        assert self.classes is not None
+        classes = np.asarray(self.classes)
+        preds = classes[np.argmax(proba, axis=1)].tolist()
+        return Output(preds, _proba_dicts(proba, self.classes))
+
+    def pyfunc_predict(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        """Exactly what ``mlflow.pyfunc`` answers (used where a model has no fast path)."""
+        return self.pyfunc.predict(frame, params=params) if params else self.pyfunc.predict(
+            frame)
+
+    def describe(self) -> dict[str, Any]:
+        """Metadata for the API."""
+        return {"name": self.name, "version": self.version, "run_id": self.run_id,
+                "kind": self.kind, "device": self.device, "classes": self.classes,
+                "inputs": self.schema.describe() if self.schema else None}
+
+
+def _proba_dicts(proba: np.ndarray, classes: list[Any]) -> list[dict[str, float]]:
+    keys = [str(c) for c in classes]
+    return [dict(zip(keys, row, strict=True)) for row in proba.tolist()]
+
+
+def _to_list(raw: Any) -> list[Any]:
+    if isinstance(raw, pd.DataFrame):
+        return raw.to_dict("records")  # type: ignore[return-value]
+    if isinstance(raw, pd.Series | np.ndarray):
+        return raw.tolist()  # type: ignore[no-any-return]
+    return list(raw)

@@ -1,0 +1,216 @@
+"""One prediction request, end to end: choose a version, validate, predict, shadow, log.
+
+Every face of the serving API (``/predict``, MLflow ``/invocations``, v2 ``/infer``) parses
+its own body shape into rows and calls :func:`serve`, so each gets the same validation,
+traffic split, signed ids, prediction log and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from api.auth import services
+from api.serving.metrics import ServingMetrics, metrics_of
+from api.serving.model import LoadedModel, Output
+from api.serving.runtime import Arm, ModelRuntime
+from api.serving.schema import InputSchema, Parsed
+from mlwb.prediction_ids import PredictionIds, new_request_id
+from mlwb.predictions import row_id
+from mlwb.ratelimit import FixedWindow
+from mlwb.roles import Role, Scope
+from mlwb.services import Services
+from mlwb.users import Principal
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW = 60  # seconds of the per-token prediction rate limit
+
+
+@dataclass
+class Serving:
+    """What the serving path keeps per process (in ``app.extensions["wb_serving"]``)."""
+
+    runtime: ModelRuntime
+    ids: PredictionIds
+    metrics: ServingMetrics
+    limiter: FixedWindow
+    log_predictions: bool = True  # off only for the benchmark's logging-cost comparison
+
+
+def serving(app: Flask | None = None) -> Serving:
+    """The process's serving state, built on first use."""
+    app = app or current_app
+    found = app.extensions.get("wb_serving")
+    if found is None:
+        svc: Services = app.extensions["wb"]
+        s = svc.settings
+        found = Serving(
+            runtime=ModelRuntime(s, svc.engine),
+            ids=PredictionIds(s.resolved_secret_key()),
+            metrics=metrics_of(app.extensions),
+            limiter=FixedWindow(svc.redis, "predict", s.predict_rate_limit, RATE_WINDOW),
+        )
+        found = app.extensions.setdefault("wb_serving", found)
+    return found  # type: ignore[no-any-return]
+
+
+@dataclass
+class Result:
+    """A served request: the arm that answered, per-row ids and outputs."""
+
+    model: LoadedModel
+    arm: Arm
+    request_id: str
+    prediction_ids: list[str]
+    output: Output
+    timings: dict[str, float]
+
+    def headers(self) -> dict[str, str]:
+        """Response headers naming the request and the version that answered."""
+        rid = self.prediction_ids[0] if len(self.prediction_ids) == 1 else self.request_id
+        return {"X-Request-ID": rid, "X-Model-Version": self.model.version,
+                "X-Model-Arm": self.arm.arm}
+
+
+def caller_key(principal: Principal) -> str:
+    """The identity a rate limit and the log use: the token, else the person."""
+    return principal.token_id or f"user:{principal.user_id}"
+
+
+def requested_target(principal: Principal, body: dict[str, Any] | None = None,
+                     ) -> tuple[str | None, str | None]:
+    """``(version, alias)`` a caller asked for (query string or body); scientist+ only."""
+    version = request.args.get("version") or (body or {}).get("version")
+    alias = request.args.get("alias") or (body or {}).get("alias")
+    if version is None and alias is None:
+        return None, None
+    principal.require(Role.scientist, Scope.predict, "asking for a specific model version")
+    return (str(version) if version is not None else None,
+            str(alias) if alias is not None else None)
+
+
+def traffic_key(body: dict[str, Any] | None = None) -> str | None:
+    """The caller's sticky traffic key: ``X-Traffic-Key`` header or ``traffic_key`` field."""
+    key = request.headers.get("X-Traffic-Key") or (body or {}).get("traffic_key")
+    return str(key)[:256] if key else None
+
+
+def serve(
+    name: str,
+    parse: Callable[[InputSchema | None], Parsed],
+    *,
+    body: dict[str, Any] | None = None,
+    endpoint: str = "predict",
+) -> tuple[Result, Parsed]:
+    """Serve one request for model ``name``; ``parse`` turns the body into checked rows."""
+    started = time.perf_counter()
+    state = serving()
+    principal: Principal = g.principal
+    state.limiter.check(caller_key(principal), "prediction requests for this token")
+    version, alias = requested_target(principal, body)
+    primary, shadow = state.runtime.choose(name, traffic_key(body), version, alias)
+    model = state.runtime.model(name, primary.version)
+    g.serving_labels = (name, model.version, primary.arm, endpoint)
+    t0 = time.perf_counter()
+    parsed = parse(model.schema)
+    t1 = time.perf_counter()
+    output = model.predict(parsed.frame)
+    t2 = time.perf_counter()
+    request_id = new_request_id()
+    ids = state.ids.for_request(request_id, len(parsed.rows))
+    timings = {"validate": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+    result = Result(model, primary, request_id, ids, output, timings)
+    shadow_rows: list[tuple[str, dict[str, Any]]] = []
+    if shadow is not None:
+        shadow_rows = _shadow(state, name, shadow, parsed, result, principal)
+    if state.log_predictions:
+        t3 = time.perf_counter()
+        rows = _rows(result, parsed, principal, started, primary)
+        services().sink.send(rows + shadow_rows)
+        timings["log"] = (time.perf_counter() - t3) * 1e3
+    return result, parsed
+
+
+def _rows(result: Result, parsed: Parsed, principal: Principal, started: float,
+          arm: Arm) -> list[tuple[str, dict[str, Any]]]:
+    """Prediction rows in stream form (ids, ts and JSON built here, validated by shape)."""
+    now_us = int(time.time() * 1_000_000)
+    latency = (time.perf_counter() - started) * 1e3
+    out = result.output
+    probs = out.probabilities
+    model = result.model
+    caller = principal.actor
+    rows = []
+    for i, pid in enumerate(result.prediction_ids):
+        outputs: dict[str, Any] = {"prediction": out.predictions[i]}
+        if probs is not None:
+            outputs["probabilities"] = probs[i]
+        rows.append(("predictions", {
+            "id": row_id(pid, arm.arm), "ts": now_us, "prediction_id": pid,
+            "request_id": result.request_id, "model": model.name, "version": model.version,
+            "alias": arm.alias, "arm": arm.arm, "caller": caller, "inputs": parsed.rows[i],
+            "outputs": outputs, "latency_ms": latency, "timings": result.timings,
+            "run_id": model.run_id,
+        }))
+    return rows
+
+
+def _shadow(state: Serving, name: str, arm: Arm, parsed: Parsed, primary: Result,
+            principal: Principal) -> list[tuple[str, dict[str, Any]]]:
+    """Score the challenger on the same rows; its output is logged, never returned."""
+    started = time.perf_counter()
+    try:
+        model = state.runtime.model(name, arm.version)
+        output = model.predict(parsed.frame)
+    except Exception:  # the shadow must never fail the caller's request
+        log.warning("shadow %s v%s failed", name, arm.version, exc_info=True)
+        return []
+    took = (time.perf_counter() - started) * 1e3
+    result = Result(model, arm, primary.request_id, primary.prediction_ids, output,
+                    {"model": took})
+    state.metrics.observe(name, model.version, "shadow", "shadow", 200, took / 1e3)
+    return _rows(result, parsed, principal, started, arm)
+
+
+def body_outputs(result: Result) -> list[dict[str, Any]]:
+    """Per-row response objects: prediction id, prediction, probabilities."""
+    out = result.output
+    probs = out.probabilities
+    rows = []
+    for i, pid in enumerate(result.prediction_ids):
+        row: dict[str, Any] = {"prediction_id": pid, "prediction": out.predictions[i]}
+        if probs is not None:
+            row["probabilities"] = probs[i]
+        rows.append(row)
+    return rows
+
+
+def observe_response(status: int) -> None:
+    """Count a finished serving request (called from the blueprints' after_request)."""
+    started = g.get("serving_started")
+    if started is None:
+        return
+    labels = g.get("serving_labels") or (
+        (request.view_args or {}).get("name", ""), "", "", g.get("serving_endpoint", ""))
+    serving().metrics.observe(*labels, status, time.perf_counter() - started)
+
+
+def instrument(bp: Blueprint, endpoint: str, views: set[str]) -> None:
+    """Time and count every response of ``views`` on ``bp`` (errors included)."""
+
+    @bp.before_request
+    def _start() -> None:
+        if request.endpoint and request.endpoint.rsplit(".", 1)[-1] in views:
+            g.serving_started = time.perf_counter()
+            g.serving_endpoint = endpoint
+
+    @bp.after_request
+    def _count(resp: Response) -> Response:
+        observe_response(resp.status_code)
+        return resp

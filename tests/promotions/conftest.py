@@ -1,0 +1,61 @@
+"""Fixtures for promotions, traffic, drift and explain: a shared real MLflow store, people."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from mlwb.roles import Role, Scope
+from mlwb.services import Services
+from mlwb.settings import Settings
+from mlwb.users import Principal
+from tests.factories import make_token, make_user
+from tests.promotions.models import Store, register, shared_store, with_store
+
+
+@pytest.fixture
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The session's MLflow store with its logged models (built once)."""
+    return shared_store(tmp_path_factory.getbasetemp() / "mlflow-shared")
+
+
+@pytest.fixture
+def settings(settings: Settings, store: Store) -> Settings:
+    """The test's settings, with MLflow pointed at the shared store."""
+    return with_store(settings, store)
+
+
+@pytest.fixture
+def model(services: Services, store: Store) -> str:
+    """A fresh registered linear model with versions 1, 2, 3."""
+    return register(services, store)
+
+
+@pytest.fixture
+def people(services: Services) -> dict[str, Principal]:
+    """Real users of each role, as the principals their sessions would carry."""
+    out: dict[str, Principal] = {}
+    for name, role in [("vic", Role.viewer), ("sam", Role.scientist), ("ann", Role.approver),
+                       ("abe", Role.approver), ("ada", Role.admin)]:
+        user = make_user(services, name, role)
+        out[name] = Principal(user_id=user.id, username=user.username, role=user.role)
+    return out
+
+
+@pytest.fixture
+def bearer(services: Services, people: dict[str, Principal]) -> Callable[..., dict[str, str]]:
+    """``bearer("sam", Scope.promote, ...)`` -> an Authorization header for a real token."""
+
+    def make(username: str, *scopes: Scope) -> dict[str, str]:
+        _, token = make_token(services, username, scopes or (Scope.read, Scope.promote))
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+@pytest.fixture
+def client(app: Flask):  # type: ignore[no-untyped-def]
+    """A test client of the real app."""
+    return app.test_client()

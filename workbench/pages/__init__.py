@@ -1,0 +1,1 @@
+"""Workbench pages: thin scripts that read widgets, call ``workbench.queries``, render."""

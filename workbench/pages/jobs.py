@@ -1,0 +1,30 @@
+"""Jobs: what the workers did (the lake's job events) and what they are doing (RQ, live)."""
+
+import streamlit as st
+
+from workbench import queries, ui
+
+svc, me = ui.signed_in("Jobs")
+with ui.shown_errors():
+    workers = queries.workers(svc)
+    queues = queries.queues(svc)
+    history = queries.job_history(svc)
+
+st.subheader("Workers")
+if workers.empty:
+    st.warning("No worker is running: queued jobs wait until one starts (`wb worker`, or "
+               "`wb worker --gpu 0` on a GPU host).")
+else:
+    st.dataframe(workers, hide_index=True)
+
+st.subheader("Queues")
+if queues.empty:
+    st.info("No job has been queued yet.")
+else:
+    st.dataframe(queues, hide_index=True)
+
+st.subheader("Job history")
+if history.empty:
+    st.info("No job events landed yet. Submitted jobs report each status change here.")
+else:
+    st.dataframe(history, hide_index=True)
