@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, g, jsonify
 
 from api.auth import requires, services
@@ -23,7 +24,8 @@ from mlwb.roles import Role, Scope
 
 bp = Blueprint("serving_feedback", __name__)
 
-CLAIM_TTL_SECONDS = 400 * 86400  # how long a prediction id stays claimed (labels > a year late are rare)
+# How long a prediction id stays claimed; labels more than a year late are not expected.
+CLAIM_TTL_SECONDS = 400 * 86400
 
 _CLAIM_AND_APPEND = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
@@ -67,7 +69,7 @@ def feedback() -> tuple[Response, int]:
     try:
         claimed = svc.redis.eval(_CLAIM_AND_APPEND, 2, f"wb:feedback:{pid}", svc.sink.stream,
                                  row["ts"], CLAIM_TTL_SECONDS, data)
-    except Exception as exc:
+    except redis.RedisError as exc:
         raise StoreError(f"feedback could not be recorded ({exc}); nothing was stored, "
                          "retry") from exc
     if not claimed:

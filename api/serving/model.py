@@ -7,8 +7,8 @@ matches the hash recorded at registration (``mlwb.registry``), loads them with
 
 - an sklearn estimator or Pipeline: ``predict``/``predict_proba`` called directly on the
   validated DataFrame (no pyfunc schema enforcement a second time);
-- a python model exposing ``predict_proba`` and ``classes_`` (the torch models of
-  ``experiments/``): its module moved to CUDA when present, run under ``inference_mode``;
+- a python model exposing ``predict_proba`` and ``classes_`` (the torch classifiers of
+  ``experiments/``, already on CUDA when present): run under ``inference_mode``;
 - anything else: ``pyfunc.predict``.
 """
 
@@ -136,22 +136,13 @@ class LoadedModel:
             python_model = self.pyfunc.unwrap_python_model()
         except Exception:  # not a python_function model: keep pyfunc.predict
             return
-        if hasattr(python_model, "predict_proba") and hasattr(python_model, "classes_"):
+        classes = getattr(python_model, "classes_", None)
+        if hasattr(python_model, "predict_proba") and classes is not None:
             self._raw = python_model
             self.kind = "torch" if hasattr(python_model, "module") else "python"
-            self.classes = list(np.asarray(python_model.classes_).tolist())
-            self._to_device(python_model)
-
-    def _to_device(self, python_model: Any) -> None:
-        import torch
-
-        module = getattr(python_model, "module", None)
-        if module is None:
-            return
-        module.eval()
-        if torch.cuda.is_available():  # pragma: no cover - no GPU on CI; tested on the GPU box
-            module.to("cuda")
-            self.device = "cuda"
+            self.classes = list(np.asarray(classes).tolist())
+            # experiments.pyfunc puts its module on CUDA when present at load_context
+            self.device = str(getattr(python_model, "device", "cpu"))
 
     def predict(self, frame: pd.DataFrame) -> Output:
         """Predictions (and class probabilities) for a validated frame."""

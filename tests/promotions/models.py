@@ -35,6 +35,7 @@ class Logged:
     """A logged model: its URI, its run and the frame it was trained on."""
 
     model_uri: str
+    artifact_uri: str  # where the model's files are (a file:// URI here)
     run_id: str
     reference: pd.DataFrame
 
@@ -61,7 +62,7 @@ def _log(model: object, frame: pd.DataFrame, target: pd.Series, experiment_id: s
                 path = Path(tmp) / "reference.parquet"
                 frame.assign(target=target).to_parquet(path)
                 mlflow.log_artifact(str(path), "reference")
-    return Logged(info.model_uri, run.info.run_id, frame)
+    return Logged(info.model_uri, info.artifact_path, run.info.run_id, frame)
 
 
 def shared_store(base: Path) -> Store:
@@ -106,7 +107,7 @@ def register(services: Services, store: Store, versions: int = 3, kind: str = "l
     name = name or f"{kind}-{next(_counter)}"
     client = mlflow.MlflowClient(tracking_uri=store.uri)
     client.create_registered_model(name)
-    local = mlflow.artifacts.download_artifacts(logged.model_uri, tracking_uri=store.uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_uri)
     digest = artifact_digest(Path(local))
     for _ in range(versions):
         mv = client.create_model_version(name, source=logged.model_uri, run_id=logged.run_id)

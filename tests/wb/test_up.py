@@ -57,7 +57,7 @@ def test_up_starts_everything_refuses_a_second_and_stops_on_ctrl_c(tmp_path: Pat
         family = psutil.Process(up.pid).children(recursive=True)
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)
-        gone, alive = psutil.wait_procs(family, timeout=30)
+        _gone, alive = psutil.wait_procs(family, timeout=30)
         assert not alive, [p.cmdline() for p in alive]
     finally:
         if up.poll() is None:
