@@ -16,7 +16,8 @@ from mlwb.services import Services
 from mlwb.settings import Settings, get_settings
 
 # Modules with a ``bp`` Blueprint, registered in order.
-BLUEPRINTS = ["api.health", "api.events", "api.serving"]
+BLUEPRINTS = ["api.health", "api.events", "api.serving", "api.promotions", "api.explain",
+              "api.jobs", "api.openapi"]
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:

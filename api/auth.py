@@ -192,9 +192,9 @@ def login_form() -> Response:
 def login() -> Response:
     """Sign in with a username and password (form or JSON); rate-limited across workers."""
     wants_json = request.is_json
-    data = request.get_json(silent=True) if wants_json else request.form
-    if not isinstance(data, dict) and not hasattr(data, "get"):
-        raise InputError("send username and password")
+    data: Any = request.get_json(silent=True) if wants_json else request.form
+    if data is None or not hasattr(data, "get"):
+        raise InputError("send username and password as a JSON object or a form")
     username = str(data.get("username", "")).strip()[:64]
     password = str(data.get("password", ""))
     svc = services()
@@ -222,7 +222,7 @@ def login() -> Response:
     audit(svc.sink, principal.actor, "auth.login", None, ip=ip)
     if wants_json:
         return jsonify({"username": user.username, "role": user.role.value})
-    return redirect(_safe_next(str(data.get("next", "")) or None))  # type: ignore[return-value]
+    return redirect(_safe_next(str(data.get("next", "")) or None))  # type: ignore[return-value,unused-ignore]
 
 
 def _login_failed(wants_json: bool, status: int, message: str) -> Response:
@@ -233,6 +233,23 @@ def _login_failed(wants_json: bool, status: int, message: str) -> Response:
             LOGIN_PAGE, csrf=generate_csrf(), next=request.form.get("next", ""), error=message))
     resp.status_code = status
     return resp
+
+
+LOGOUT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign out · ml-workbench</title></head>
+<body style="font-family:system-ui,sans-serif;display:flex;justify-content:center;
+ align-items:center;height:100vh;margin:0;background:#f5f6f8">
+<form method="post" action="/logout">
+ <input type="hidden" name="csrf_token" value="{{ csrf }}">
+ <button type="submit" style="padding:.6rem 1.4rem;border:0;border-radius:6px;
+  background:#ff4b4b;color:#fff;font-size:1rem;cursor:pointer">Sign out</button>
+</form></body></html>"""
+
+
+@bp.get("/logout")
+def logout_form() -> Response:
+    """A page whose button signs out (sign-out is a CSRF-protected POST)."""
+    return make_response(render_template_string(LOGOUT_PAGE, csrf=generate_csrf()))
 
 
 @bp.post("/logout")

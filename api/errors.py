@@ -48,7 +48,11 @@ def register_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = HINTS.get(status) or exc.description or exc.name
-        return _json(status, exc.name.lower().replace(" ", "_"), message)
+        resp = _json(status, exc.name.lower().replace(" ", "_"), message)
+        valid = getattr(exc, "valid_methods", None)
+        if status == 405 and valid:  # RFC 9110: a 405 lists the methods the resource takes
+            resp.headers["Allow"] = ", ".join(sorted(valid))
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -69,6 +69,8 @@ def list_events() -> Response:
         limit = min(int(request.args.get("limit", 100)), 10_000)
     except ValueError:
         raise InputError("limit must be an integer") from None
+    if limit < 0:
+        raise InputError("limit must be 0 or more")
     kind = request.args.get("kind")
     sql = "SELECT id, ts, kind, source, actor, payload FROM events"
     params: list[Any] = []

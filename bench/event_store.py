@@ -37,7 +37,7 @@ def main() -> None:
         # 1. Recording cost: our validated record vs a raw XADD of the same JSON.
         t0 = time.perf_counter()
         for i in range(n):
-            client.xadd("raw", {"t": "events", "d": '{"kind":"k","payload":{"i":%d}}' % i})
+            client.xadd("raw", {"t": "events", "d": f'{{"kind":"k","payload":{{"i":{i}}}}}'})
         raw = n / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         for i in range(n):
@@ -66,7 +66,7 @@ def main() -> None:
                 time.sleep(0.005)
             delays.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        while client.xlen("wb:events") > 1:
+        while client.xlen("wb:events") > 0:
             time.sleep(0.01)
         drain = time.perf_counter() - t0
         stop.set()

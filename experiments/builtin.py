@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     RandomForestClassifier,
@@ -30,25 +30,31 @@ from experiments.config import (
 from experiments.data import Split
 from experiments.pyfunc import pick_device
 from experiments.registry import Experiment, FitContext, Fitted, register
-from experiments.torch_models import build
+from experiments.torch_models import build_seeded
 from experiments.torch_train import describe_device, fit
 from mlwb.errors import Unprocessable
 
 
-def preprocessing() -> ColumnTransformer:
-    """Impute and scale numeric columns, impute and one-hot encode the others."""
-    numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-    categorical = make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                OneHotEncoder(handle_unknown="ignore"))
-    return ColumnTransformer([
-        ("num", numeric, make_column_selector(dtype_include="number")),
-        ("cat", categorical, make_column_selector(dtype_exclude="number")),
-    ])
+def preprocessing(frame: pd.DataFrame) -> ColumnTransformer:
+    """Impute and scale numeric columns, impute and one-hot encode the others.
+
+    Columns are listed by name (not by a dtype selector) so the saved pipeline holds only
+    plain data and loads with skops' default trusted types.
+    """
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    other = [c for c in frame.columns if c not in numeric]
+    parts: list[tuple[str, Any, list[str]]] = [
+        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric)]
+    if other:
+        parts.append(("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                           OneHotEncoder(handle_unknown="ignore")), other))
+    return ColumnTransformer(parts)
 
 
 def sklearn_fit(estimator: BaseEstimator, split: Split) -> Fitted:
     """Fit a Pipeline(preprocessing, estimator): the transforms travel with the model."""
-    pipe = Pipeline([("prep", preprocessing()), ("model", estimator)])
+    pipe = Pipeline([("prep", preprocessing(split.X_train)), ("model", estimator)])
     pipe.fit(split.X_train, split.y_train)
     return Fitted(kind="sklearn", model=pipe, tags={"device": "cpu"})
 
@@ -81,10 +87,7 @@ def torch_fit(arch: str, kwargs: dict[str, Any], cfg: TorchConfig, split: Split,
                                                 random_state=cfg.seed, stratify=strat)
     device = pick_device(cfg.device)
     kwargs = {"n_features": x.shape[1], "n_outputs": n_out, **kwargs}
-    from experiments.torch_train import seed_everything
-
-    seed_everything(cfg.seed)
-    module = build(arch, kwargs)
+    module = build_seeded(arch, kwargs, cfg.seed)
     outcome = fit(module, x_tr, y_tr, x_val, y_val, cfg, split.task, device, ctx.on_epoch)
     tags = {k: str(v) for k, v in describe_device(device).items()}
     tags.update({"amp": str(outcome.amp), "best_epoch": str(outcome.best_epoch),

@@ -35,7 +35,8 @@ class ExperimentConfig(BaseModel):
 class TorchConfig(ExperimentConfig):
     """Parameters of every torch experiment."""
 
-    epochs: int = Field(30, ge=1, le=1000, description="most epochs (early stopping may end sooner)")
+    epochs: int = Field(30, ge=1, le=1000,
+                        description="most epochs (early stopping may end sooner)")
     lr: float = Field(3e-3, gt=0, le=1.0, json_schema_extra=log_scale(),
                       description="Adam learning rate")
     batch_size: int = Field(64, ge=1, le=8192, description="minibatch size")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.pyfunc import PythonModel
 
 from experiments.torch_models import load_bundle
 
@@ -26,7 +26,7 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-class TorchTabularModel(mlflow.pyfunc.PythonModel):
+class TorchTabularModel(PythonModel):
     """A torch module behind pyfunc's DataFrame-in, predictions-out interface."""
 
     module: torch.nn.Module

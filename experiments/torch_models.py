@@ -22,6 +22,9 @@ CONFIG = "config.json"
 class Normalize(nn.Module):
     """(x - mean) / std with the training split's statistics, kept as buffers."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, n_features: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))
@@ -65,7 +68,7 @@ class DigitsCNN(nn.Module):
     def __init__(self, n_features: int, n_outputs: int, channels: int = 16,
                  dropout: float = 0.1) -> None:
         super().__init__()
-        side = int(round(n_features ** 0.5))
+        side = round(n_features ** 0.5)
         if side * side != n_features:
             raise ValueError(f"DigitsCNN needs a square image; got {n_features} features")
         self.side = side
@@ -91,6 +94,13 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": TabularMLP, "cnn": DigitsCNN
 def build(arch: str, kwargs: dict[str, Any]) -> nn.Module:
     """A fresh module of a known architecture."""
     return ARCHITECTURES[arch](**kwargs)
+
+
+def build_seeded(arch: str, kwargs: dict[str, Any], seed: int) -> nn.Module:
+    """A fresh module whose initial weights depend only on ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(arch, kwargs)
 
 
 def save_bundle(module: nn.Module, meta: dict[str, Any], folder: Path) -> Path:

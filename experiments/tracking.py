@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.models
+import mlflow.pyfunc
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
@@ -36,17 +40,29 @@ def client_for(settings: Settings) -> MlflowClient:
 
 @contextlib.contextmanager
 def tracking(settings: Settings) -> Iterator[None]:
-    """Point MLflow's fluent API at ``settings``' store for the block, then restore it."""
-    old_t = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    old_r = mlflow.get_registry_uri()
+    """Point MLflow's fluent API at ``settings``' store for the block, then restore it.
+
+    MLflow keeps the URIs in module globals and mirrors them into environment variables;
+    both are put back so nothing leaks into later Settings or other stores.
+    """
+    from mlflow.tracking._model_registry import utils as reg_utils
+    from mlflow.tracking._tracking_service import utils as trk_utils
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    saved = (trk_utils._tracking_uri, reg_utils._registry_uri,
+             os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI"))
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
     try:
         yield
     finally:
-        if old_t is not None:
-            mlflow.set_tracking_uri(old_t)
-        mlflow.set_registry_uri(old_r)
+        trk_utils.set_tracking_uri(saved[0])  # type: ignore[arg-type]
+        reg_utils._registry_uri = saved[1]
+        for key, value in (("MLFLOW_TRACKING_URI", saved[2]), ("MLFLOW_REGISTRY_URI", saved[3])):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def experiment_id(client: MlflowClient, settings: Settings, name: str) -> str:
@@ -109,18 +125,26 @@ def _pip(kind: str) -> list[str]:
     return [*base, f"scikit-learn=={sklearn.__version__}"]
 
 
+def trusted_types(model: Any) -> list[str]:
+    """The few types skops does not trust by default that our own pipelines hold (numpy and
+    scikit-learn internals only; anything else is left untrusted and fails loudly)."""
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return [t for t in found if t.startswith(("numpy.", "sklearn."))]
+
+
 def log_model(fitted: Fitted, run_id: str, example: pd.DataFrame, meta: dict[str, Any]) -> str:
     """Log the model with signature and input example (pip requirements given); its URI."""
     from experiments.pyfunc import TorchTabularModel
     from experiments.torch_models import CONFIG, WEIGHTS, save_bundle
 
     if fitted.kind == "sklearn":
-        import mlflow.sklearn
-
         signature = infer_signature(example, fitted.model.predict(example))
         info = mlflow.sklearn.log_model(
             fitted.model, name=MODEL_PATH, signature=signature, input_example=example.head(3),
-            pip_requirements=_pip("sklearn"), run_id=run_id)
+            pip_requirements=_pip("sklearn"), run_id=run_id,
+            skops_trusted_types=trusted_types(fitted.model))
         return str(info.model_uri)
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_bundle(fitted.model, {"arch": fitted.arch, "kwargs": fitted.kwargs,
@@ -136,8 +160,11 @@ def log_model(fitted: Fitted, run_id: str, example: pd.DataFrame, meta: dict[str
         wrapper.feature_names = list(meta["feature_names"])
         wrapper.classes_ = meta.get("classes")
         signature = infer_signature(example, wrapper.predict(None, example))
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_PATH, python_model=TorchTabularModel(), artifacts=artifacts,
+        # Model.log takes run_id (pyfunc.log_model does not): the run stays ours to end.
+        info = mlflow.models.Model.log(
+            artifact_path=None, name=MODEL_PATH, flavor=mlflow.pyfunc,
+            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+            artifacts=artifacts,
             signature=signature, input_example=example.head(3),
             pip_requirements=_pip("torch"), run_id=run_id)
     return str(info.model_uri)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from mlflow.exceptions import MlflowException
 from sqlalchemy.engine import Engine
 
 from mlwb.aliases import (
@@ -31,7 +32,7 @@ from mlwb.aliases import (
 from mlwb.aliases import ensure_tables as ensure_alias_tables
 from mlwb.audit import audit
 from mlwb.db import metadata
-from mlwb.errors import Conflict, InputError, NotFound
+from mlwb.errors import Conflict, InputError, NotFound, StoreError
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
 from mlwb.users import Principal
@@ -95,12 +96,29 @@ def list_drift(engine: Engine, model: str | None = None, status: str | None = "o
         return [Drift.from_row(r) for r in conn.execute(q.order_by(alias_drift_t.c.id.desc()))]
 
 
-def check_alias_drift(services: Services, model: str) -> list[Drift]:
+def check_all(services: Services) -> list[Drift]:
+    """:func:`check_alias_drift` for every registered model, from one MLflow listing."""
+    client = mlflow_client(services.settings)
+    try:
+        registered = client.search_registered_models(max_results=1000)
+    except MlflowException as exc:
+        raise StoreError(f"MLflow could not be read: {exc.message}") from None
+    found: list[Drift] = []
+    for rm in registered:
+        live = {a: str(v) for a, v in rm.aliases.items()}
+        found.extend(check_alias_drift(services, rm.name, live=live))
+    return found
+
+
+def check_alias_drift(services: Services, model: str,
+                      live: dict[str, str] | None = None) -> list[Drift]:
     """Compare MLflow's aliases of ``model`` with the record; record and audit new differences.
 
-    Returns the differences open after the check.
+    ``live`` is MLflow's alias -> version when the caller already read it. Returns the
+    differences open after the check.
     """
-    live = mlflow_aliases(mlflow_client(services.settings), model)
+    if live is None:
+        live = mlflow_aliases(mlflow_client(services.settings), model)
     ensure_tables(services.engine)
     found: list[Drift] = []
     with services.engine.begin() as conn:
@@ -126,7 +144,7 @@ def check_alias_drift(services: Services, model: str) -> list[Drift]:
                                      resolved_at=utcnow()))
             new_id = conn.execute(sa.insert(alias_drift_t).values(
                 model=model, alias=alias, mlflow_version=in_mlflow, recorded_version=ours,
-                detected_at=utcnow(), status="open")).inserted_primary_key[0]
+                detected_at=utcnow(), status="open").returning(alias_drift_t.c.id)).scalar_one()
             found.append(Drift(new_id, model, alias, in_mlflow, ours, utcnow(), "open",
                                None, None))
     for d in found:
@@ -147,7 +165,10 @@ def resolve_drift(services: Services, principal: Principal, drift_id: int,
     ensure_tables(services.engine)
     client = mlflow_client(services.settings)
     with services.engine.begin() as conn:
-        r = conn.execute(sa.select(alias_drift_t).where(alias_drift_t.c.id == drift_id)).first()
+        r = None
+        if 0 < int(drift_id) < 2**63:  # ids from URLs can be beyond the DB's integers
+            r = conn.execute(sa.select(alias_drift_t).where(
+                alias_drift_t.c.id == drift_id)).first()
         if r is None:
             raise NotFound(f"no alias drift {drift_id}; see `wb models drift MODEL`",
                            drift_id=drift_id)

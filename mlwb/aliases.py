@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import mlflow
 import sqlalchemy as sa
@@ -50,6 +50,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
     """``value`` with UTC attached (SQLite hands back naive datetimes; all stored are UTC)."""
     if value is not None and value.tzinfo is None:
@@ -108,8 +112,10 @@ def check_alias(alias: str) -> str:
 
 def check_version(version: Any) -> str:
     """A model version number as text, or InputError."""
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)  # JSON's 5.0 is the integer 5
     text = str(version).strip()
-    if isinstance(version, bool) or not text.isdigit() or int(text) < 1 or len(text) > 9:
+    if isinstance(version, bool) or not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < 1:
         raise InputError(f"a model version is a positive integer, got {version!r}",
                          version=str(version)[:40])
     return str(int(text))
@@ -192,5 +198,6 @@ def record_move(conn: Connection, model: str, alias: str, version: str | None, b
     previous = current_holders(alias_moves(conn, model, alias)).get(alias)
     values = dict(model=model, alias=alias, version=version, previous_version=previous,
                   moved_at=utcnow(), moved_by=by, reason=reason, promotion_id=promotion_id)
-    new_id = conn.execute(sa.insert(alias_history_t).values(**values)).inserted_primary_key[0]
+    new_id = conn.execute(sa.insert(alias_history_t).values(**values).returning(
+        alias_history_t.c.id)).scalar_one()
     return AliasMove(id=new_id, **values)  # type: ignore[arg-type]

@@ -78,9 +78,10 @@ def verify(lake: Lake, client: redis.Redis | None = None) -> ChainReport:
     if client is not None:
         raw = client.get(HEAD_KEY)
         heads["Redis"] = tuple(json.loads(raw)) if raw else None  # type: ignore[assignment]
-        for conflict in client.lrange(CONFLICT_KEY, 0, -1):
+        conflicts: Any = client.lrange(CONFLICT_KEY, 0, -1)
+        for conflict in conflicts:
             report_extra.append(
-                f"an ingest found Redis holding head {conflict.decode()} that the lake did not "
+                f"an ingest found Redis holding head {conflict!r} that the lake did not "
                 "match (the lake was rewritten while the ingest was stopped)"
             )
     report = verify_chain(rows, heads)

@@ -128,10 +128,10 @@ class Ingest:
         kwargs: dict[str, Any] = {"count": self.batch}
         if block_ms:
             kwargs["block"] = block_ms
-        resp = self.redis.xread({self.stream: after or self.manifest.last_id}, **kwargs)
+        resp: Any = self.redis.xread({self.stream: after or self.manifest.last_id}, **kwargs)
         if not resp:
             return []
-        out = []
+        out: list[tuple[str, dict[str, str]]] = []
         for sid, fields in resp[0][1]:
             sid_s = sid.decode() if isinstance(sid, bytes) else sid
             decoded = {
@@ -186,8 +186,10 @@ class Ingest:
         write_manifest(self.lake_dir, new)
         self.manifest = new
         self._publish_head()
-        # Safe now: everything up to last_id is in the manifest. MINID keeps last_id itself.
-        self.redis.xtrim(self.stream, minid=new.last_id, approximate=False)
+        # Safe now: everything up to last_id is in the manifest. MINID drops ids *below* it,
+        # so trim below the next possible id: the stream then holds only the backlog.
+        ms, seq = new.last_id.split("-")
+        self.redis.xtrim(self.stream, minid=f"{ms}-{int(seq) + 1}", approximate=False)
         self._forget_old_ids(now)
         return landed
 

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from mlflow.exceptions import MlflowException
 from sqlalchemy.engine import Connection, Engine
 
 from mlwb import alias_drift, traffic
@@ -33,6 +34,7 @@ from mlwb.aliases import (
     jsonable,
     mlflow_client,
     record_move,
+    recorded_aliases,
     require_version,
     set_mlflow_alias,
     utc,
@@ -40,7 +42,7 @@ from mlwb.aliases import (
 )
 from mlwb.audit import audit
 from mlwb.db import metadata
-from mlwb.errors import Conflict, InputError, NotFound, PermissionDenied
+from mlwb.errors import Conflict, InputError, NotFound, PermissionDenied, StoreError
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
 from mlwb.traffic import TrafficMode, TrafficPolicy, policy_in
@@ -143,8 +145,8 @@ def serving_plan(engine: Engine, name: str) -> ServingPlan:
             alias_drift_t.c.model == name, alias_drift_t.c.status == "open")).scalars().all()
     champion, challenger = current.get("champion"), current.get("challenger")
     mode, weights = policy.mode, dict(policy.weights)
-    if challenger is None or mode == TrafficMode.single:
-        mode, weights = TrafficMode.single.value, {"champion": 1.0}
+    if challenger is None or mode == TrafficMode.SINGLE:
+        mode, weights = TrafficMode.SINGLE.value, {"champion": 1.0}
     serving = {champion, challenger}
     return ServingPlan(champion, challenger, mode, weights, policy.sticky,
                        sorted({v for v in blocked if v is not None and v not in serving}))
@@ -164,9 +166,17 @@ def list_promotions(engine: Engine, model: str | None = None,
     return [Promotion.from_row(r) for r in rows]
 
 
+def check_id(value: int, what: str) -> int:
+    """A row id in the DB's integer range, else NotFound (huge ids come from URLs)."""
+    if not 0 < int(value) < 2**63:
+        raise NotFound(f"no {what} {value}", **{what.replace(' ', '_') + '_id': str(value)[:40]})
+    return int(value)
+
+
 def get_promotion(engine: Engine, promotion_id: int) -> Promotion:
     """One proposal, or NotFound."""
     ensure_tables(engine)
+    promotion_id = check_id(promotion_id, "promotion")
     with engine.connect() as conn:
         r = conn.execute(sa.select(promotions_t).where(promotions_t.c.id == promotion_id)).first()
     if r is None:
@@ -236,7 +246,7 @@ def propose(services: Services, principal: Principal, model: str, version: str |
             model=model, alias=alias, version=version, proposed_by=principal.actor,
             proposer=person(principal), proposed_at=utcnow(),
             status=PromotionStatus.proposed.value, note=note,
-        )).inserted_primary_key[0]
+        ).returning(promotions_t.c.id)).scalar_one()
     promo = get_promotion(services.engine, new_id)
     audit(services.sink, principal.actor, "promotion.proposed", f"model:{model}@{alias}",
           after={**promo.to_dict(), "superseded": list(superseded)})
@@ -260,7 +270,7 @@ def approve(services: Services, principal: Principal, promotion_id: int) -> Prom
     ensure_tables(services.engine)
     client = mlflow_client(services.settings)
     with services.engine.begin() as conn:
-        r = _pending(conn, int(promotion_id))
+        r = _pending(conn, check_id(promotion_id, "promotion"))
         if r.proposer == person(principal):
             raise PermissionDenied(
                 f"promotion {promotion_id} was proposed by you ({r.proposed_by}); another "
@@ -287,7 +297,7 @@ def reject(services: Services, principal: Principal, promotion_id: int,
     """Reject a pending proposal (approver+, or the proposer withdrawing it)."""
     ensure_tables(services.engine)
     with services.engine.begin() as conn:
-        r = _pending(conn, int(promotion_id))
+        r = _pending(conn, check_id(promotion_id, "promotion"))
         if r.proposer != person(principal):
             principal.require(Role.approver, Scope.promote, "rejecting a promotion")
         conn.execute(sa.update(promotions_t).where(promotions_t.c.id == r.id).values(
@@ -333,3 +343,28 @@ def rollback(services: Services, principal: Principal, model: str, alias: str = 
           after={"version": target, "reason": reason})
     return move
 
+
+
+def list_models(services: Services, limit: int = 500) -> list[dict[str, Any]]:
+    """Registered models with MLflow's aliases, the record's, the traffic mode and the
+    versions blocked by aliases moved in MLflow directly (checked now, from the same listing).
+    """
+    client = mlflow_client(services.settings)
+    try:
+        registered = client.search_registered_models(max_results=min(limit, 1000))
+    except MlflowException as exc:
+        raise StoreError(f"MLflow could not be read: {exc.message}") from None
+    ensure_tables(services.engine)
+    out = []
+    for rm in registered:
+        alias_drift.check_alias_drift(services, rm.name,
+                                      live={a: str(v) for a, v in rm.aliases.items()})
+        plan = serving_plan(services.engine, rm.name)
+        out.append({
+            "name": rm.name,
+            "mlflow_aliases": {a: str(v) for a, v in rm.aliases.items()},
+            "aliases": recorded_aliases(services.engine, rm.name),
+            "mode": plan.mode,
+            "blocked": plan.blocked,
+        })
+    return out

@@ -14,7 +14,7 @@ import secrets
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlwb import defaults
@@ -178,7 +178,22 @@ class Settings(BaseSettings):
         return self
 
 
+def load_settings() -> Settings:
+    """Settings from the environment and ``.env``; a bad value is a ConfigError naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            problems.append(f"WB_{field.upper()} ({field}) = {err.get('input')!r}: {err['msg']}")
+        raise ConfigError(
+            "invalid settings: " + "; ".join(problems) + ". Fix these environment variables "
+            "(or .env) and restart; see docs/configuration.md."
+        ) from None
+
+
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment and checked."""
-    return Settings().check()
+    return load_settings().check()

@@ -48,9 +48,9 @@ ARMS = ("champion", "challenger")
 class TrafficMode(StrEnum):
     """How requests are shared between champion and challenger."""
 
-    single = "single"  # champion only
-    split = "split"  # weighted between champion and challenger
-    shadow = "shadow"  # champion answers; challenger also scores, logged, never returned
+    SINGLE = "single"  # champion only
+    SPLIT = "split"  # weighted between champion and challenger
+    SHADOW = "shadow"  # champion answers; challenger also scores, logged, never returned
 
 
 def ensure_tables(engine: Engine) -> None:
@@ -63,7 +63,7 @@ class TrafficPolicy:
     """A model's traffic policy as set (the default is single, champion only)."""
 
     model: str
-    mode: str = TrafficMode.single.value
+    mode: str = TrafficMode.SINGLE.value
     weights: dict[str, float] = field(default_factory=lambda: {"champion": 1.0})
     sticky: bool = False
     set_by: str | None = None
@@ -105,7 +105,7 @@ def set_traffic(services: Services, principal: Principal, model: str, mode: str,
         raise InputError("sticky must be true or false")
     norm = _weights(tmode, weights)
     mlflow_aliases(mlflow_client(services.settings), model)  # NotFound for an unknown model
-    if tmode != TrafficMode.single and "challenger" not in recorded_aliases(services.engine,
+    if tmode != TrafficMode.SINGLE and "challenger" not in recorded_aliases(services.engine,
                                                                            model):
         raise Unprocessable(f"{model!r} has no challenger yet; promote one first "
                             f"(`wb models promote {model} VERSION --alias challenger`)",
@@ -124,8 +124,11 @@ def set_traffic(services: Services, principal: Principal, model: str, mode: str,
 
 
 def _weights(mode: TrafficMode, weights: dict[str, float] | None) -> dict[str, float]:
-    if mode != TrafficMode.split:
-        if weights and any(k != "champion" for k in weights):
+    if mode != TrafficMode.SPLIT:
+        if weights is not None and not isinstance(weights, dict):
+            raise InputError("weights must be an object such as {\"champion\": 1}")
+        if weights and (set(weights) != {"champion"} or isinstance(weights["champion"], bool)
+                        or not isinstance(weights["champion"], int | float)):
             raise InputError(f"weights apply to split mode only; {mode.value} serves the "
                              "champion's answer to every request")
         return {"champion": 1.0}

@@ -15,7 +15,8 @@ import click
 from mlwb.errors import WorkbenchError
 
 # Modules with a ``register(cli)`` function, in help order.
-COMMAND_MODULES = ["wb.stack", "wb.users", "wb.tokens", "wb.audit", "wb.demo"]
+COMMAND_MODULES = ["wb.stack", "wb.users", "wb.tokens", "wb.audit", "wb.demo", "wb.models",
+                   "wb.experiments", "wb.jobs", "wb.data", "wb.runs"]
 
 
 class WorkbenchGroup(click.Group):

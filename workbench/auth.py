@@ -31,9 +31,9 @@ def login_url(settings: Settings) -> str:
 def session_cookie(settings: Settings) -> str | None:
     """The session cookie the browser sent with this session (or the test's stand-in)."""
     value = st.context.cookies.get(settings.cookie_name)
-    if not value:
+    if not isinstance(value, str) or not value:
         value = st.session_state.get(COOKIE_STATE_KEY)
-    return str(value) if value else None
+    return value if isinstance(value, str) and value else None
 
 
 def current_principal(svc: Services) -> Principal | None:

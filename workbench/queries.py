@@ -8,6 +8,7 @@ settings, so two settings (two tests, two stacks) never share cached results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,11 +18,15 @@ import mlflow
 import pandas as pd
 import redis
 import streamlit as st
-from rq import Queue, Worker
+from rq import Worker
 
+from jobs.queues import all_queues
+from jobs.service import list_jobs
 from mlwb.audit import read_audit, verify
+from mlwb.manifest import MANIFEST
 from mlwb.services import Services
 from mlwb.settings import Settings, get_settings
+from mlwb.users import Principal
 
 LAKE_TTL = 5  # seconds: about the ingest's commit cadence, so pages stay that fresh
 MLFLOW_TTL = 15  # seconds: runs and models change on the scale of minutes
@@ -32,7 +37,7 @@ def _fingerprint(svc: Services) -> str:
     return svc.settings.model_dump_json()
 
 
-HASH = {Services: _fingerprint}
+HASH: dict[str | type[Any], Callable[[Any], Any]] = {Services: _fingerprint, Principal: repr}
 
 
 @st.cache_resource(show_spinner=False)
@@ -72,26 +77,41 @@ class Overview:
     job_events: int
     backlog: int | None  # None when Redis does not answer
     lake_version: int
+    lake_updated: datetime | None  # when the ingest last committed; None before the first
+
+
+def backlog(svc: Services, landed_up_to: str) -> int:
+    """Stream entries recorded but not yet landed (the ingest trims what it landed)."""
+    return svc.sink.backlog()
 
 
 @st.cache_data(ttl=LAKE_TTL, show_spinner=False, hash_funcs=HASH)
 def overview(svc: Services) -> Overview:
     """Counts of users, landed events, audit entries and the ingest backlog."""
     users = svc.users.list()
-    try:
-        backlog: int | None = svc.sink.backlog()
-    except redis.RedisError:
-        backlog = None
     manifest = svc.lake.manifest()
+    try:
+        pending: int | None = backlog(svc, manifest.last_id)
+    except redis.RedisError:
+        pending = None
     return Overview(
         users=len(users),
         active_users=sum(u.active for u in users),
         events=sum(s.rows for s in manifest.tables.get("events", [])),
         audit_entries=sum(s.rows for s in manifest.tables.get("audit", [])),
         job_events=sum(s.rows for s in manifest.tables.get("job_events", [])),
-        backlog=backlog,
+        backlog=pending,
         lake_version=manifest.version,
+        lake_updated=_committed_at(svc),
     )
+
+
+def _committed_at(svc: Services) -> datetime | None:
+    path = svc.lake.lake_dir / MANIFEST
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except FileNotFoundError:
+        return None
 
 
 @st.cache_data(ttl=LAKE_TTL, show_spinner=False, hash_funcs=HASH)
@@ -142,11 +162,26 @@ def job_history(svc: Services, limit: int = 200) -> pd.DataFrame:
     )
 
 
+JOB_COLUMNS = ["id", "experiment", "status", "queue", "stage", "submitted_by", "created_at",
+               "started_at", "ended_at", "run_id", "attempts", "error"]
+
+
+@st.cache_data(ttl=LAKE_TTL, show_spinner=False, hash_funcs=HASH)
+def live_jobs(svc: Services, principal: Principal, limit: int = 100) -> pd.DataFrame:
+    """The newest jobs RQ still holds, as the API's job list shows them."""
+    rows = []
+    for job in list_jobs(svc, principal, limit=limit):
+        row = job.to_dict()
+        row["stage"] = (job.progress or {}).get("stage")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=JOB_COLUMNS)
+
+
 @st.cache_data(ttl=LAKE_TTL, show_spinner=False, hash_funcs=HASH)
 def queues(svc: Services) -> pd.DataFrame:
-    """Live RQ queues: waiting, running, failed and finished counts."""
+    """The product's RQ queues: waiting, running, failed and finished counts."""
     rows = []
-    for q in Queue.all(connection=svc.redis):
+    for q in all_queues(svc.redis):
         rows.append({
             "queue": q.name,
             "waiting": q.count,
@@ -203,7 +238,12 @@ def runs(svc: Services, limit: int = MAX_RUNS) -> pd.DataFrame:
         row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
         row.update({f"params.{k}": v for k, v in r.data.params.items()})
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # Compare at a glance: names and numbers first, ids and times last.
+    numbers = sorted(c for c in frame.columns if c.startswith("metrics."))
+    knobs = sorted(c for c in frame.columns if c.startswith("params."))
+    first = ["run_name", "experiment", "status", *numbers, *knobs, "started", "ended", "run_id"]
+    return frame[first]
 
 
 @st.cache_data(ttl=MLFLOW_TTL, show_spinner=False, hash_funcs=HASH)
@@ -244,16 +284,22 @@ def model_versions(svc: Services, name: str) -> pd.DataFrame:
     client = _mlflow(svc)
     if client is None:
         return pd.DataFrame()
+    found = sorted(client.search_model_versions(f"name = '{name.replace(chr(39), '')}'"),
+                   key=lambda v: int(v.version), reverse=True)
+    # search_model_versions leaves aliases out; the registered model carries alias -> version.
+    holders: dict[str, list[str]] = {}
+    if found:
+        for alias, version in client.get_registered_model(name).aliases.items():
+            holders.setdefault(str(version), []).append(alias)
     rows = []
-    for v in client.search_model_versions(f"name = '{name.replace(chr(39), '')}'"):
+    for v in found:
         rows.append({
             "version": int(v.version),
-            "aliases": ", ".join(sorted(v.aliases or [])),
+            "aliases": ", ".join(sorted(holders.get(str(v.version), []))),
             "status": v.status,
             "run_id": v.run_id,
             "source": v.source,
             "created": _ms(v.creation_timestamp),
         })
-    rows.sort(key=lambda r: -r["version"])
     return pd.DataFrame(rows, columns=["version", "aliases", "status", "run_id", "source",
                                        "created"])

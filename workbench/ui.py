@@ -9,6 +9,7 @@ import redis
 import sqlalchemy as sa
 import streamlit as st
 from mlflow.exceptions import MlflowException
+from pydantic import ValidationError
 
 from mlwb.errors import PermissionDenied, WorkbenchError
 from mlwb.roles import Role, Scope
@@ -24,6 +25,10 @@ def shown_errors() -> Iterator[None]:
         yield
     except WorkbenchError as exc:
         st.error(exc.message)
+        st.stop()
+    except ValidationError as exc:
+        bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        st.error(f"A setting is invalid ({bad}). Fix the WB_* variable and restart.")
         st.stop()
     except redis.RedisError as exc:
         st.error(f"Redis does not answer ({exc}). Is the stack up? Start it with `wb up`.")
@@ -53,4 +58,5 @@ def signed_in(title: str, role: Role = Role.viewer) -> tuple[Services, Principal
         st.error(exc.message)
         st.stop()
     st.sidebar.caption(f"Signed in as **{principal.username}** ({principal.role.value})")
+    st.sidebar.markdown(f"[Sign out]({svc.settings.public_api_url}/logout)")
     return svc, principal

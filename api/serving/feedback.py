@@ -16,8 +16,7 @@ import redis
 from flask import Blueprint, Response, g, jsonify
 
 from api.auth import requires, services
-from api.events import json_body
-from api.serving.service import serving
+from api.serving.service import json_object, serving
 from mlwb.errors import Conflict, InputError, NotFound, StoreError
 from mlwb.events import EventSink
 from mlwb.roles import Role, Scope
@@ -52,7 +51,7 @@ def _label(body: dict[str, Any]) -> Any:
 @requires(Role.viewer, Scope.feedback, "sending feedback")
 def feedback() -> tuple[Response, int]:
     """Record the true label of one prediction; 409 if it already has one."""
-    body = json_body()
+    body = json_object()
     unknown = set(body) - {"prediction_id", "label", "value"}
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(sorted(unknown))}; send "
@@ -63,8 +62,9 @@ def feedback() -> tuple[Response, int]:
                        "prediction_id a predict response returned", prediction_id=pid)
     label = _label(body)
     svc = services()
-    row = EventSink.prepare("feedback", {"id": pid, "prediction_id": pid, "label": label,
-                                         "caller": g.principal.actor})
+    # Row ids are unique across tables (the ingest drops repeats): suffix the prediction id.
+    row = EventSink.prepare("feedback", {"id": f"{pid}:feedback", "prediction_id": pid,
+                                         "label": label, "caller": g.principal.actor})
     data = json.dumps(row, separators=(",", ":"), default=str)  # EventSink.send's wire form
     try:
         claimed = svc.redis.eval(_CLAIM_AND_APPEND, 2, f"wb:feedback:{pid}", svc.sink.stream,

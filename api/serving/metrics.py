@@ -15,6 +15,8 @@ import bisect
 import logging
 import os
 import threading
+import time
+import weakref
 from collections import defaultdict
 
 import redis
@@ -23,7 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from api.auth import requires, services
+from api.auth import requires
 from mlwb.roles import Role, Scope
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,6 @@ class ServingMetrics:
         self._counts: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
         self._pid = 0
-        self._stop = threading.Event()
 
     def observe(self, model: str, version: str, arm: str, endpoint: str, code: int,
                 seconds: float) -> None:
@@ -84,11 +85,8 @@ class ServingMetrics:
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
-            threading.Thread(target=self._loop, name="metrics-flush", daemon=True).start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(FLUSH_SECONDS):
-            self.flush()
+            threading.Thread(target=_flush_loop, args=(weakref.ref(self),),
+                             name="metrics-flush", daemon=True).start()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every worker's counts."""
@@ -96,6 +94,17 @@ class ServingMetrics:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_RedisCollector(self.redis))
         return generate_latest(registry)
+
+
+def _flush_loop(ref: weakref.ref[ServingMetrics]) -> None:
+    """Flush about once a second while the metrics object lives (the app holds it)."""
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        metrics = ref()
+        if metrics is None:
+            return
+        metrics.flush()
+        del metrics
 
 
 class _RedisCollector(Collector):
@@ -158,5 +167,3 @@ def metrics() -> Response:
     body = metrics_of(current_app.extensions).render()
     return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
 
-
-__all__ = ["BUCKETS", "ServingMetrics", "bp", "metrics_of", "services"]

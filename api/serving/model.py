@@ -5,8 +5,10 @@ matches the hash recorded at registration (``mlwb.registry``), loads them with
 ``mlflow.pyfunc`` and picks a fast path that gives the same predictions as
 ``pyfunc.predict``:
 
-- an sklearn estimator or Pipeline: ``predict``/``predict_proba`` called directly on the
-  validated DataFrame (no pyfunc schema enforcement a second time);
+- an sklearn Pipeline of StandardScaler and a linear model: compiled to two numpy
+  operations on the validated matrix (``api.serving.linear``);
+- any other sklearn estimator or Pipeline: ``predict``/``predict_proba`` called directly
+  on the validated DataFrame (no pyfunc schema enforcement a second time);
 - a python model exposing ``predict_proba`` and ``classes_`` (the torch classifiers of
   ``experiments/``, already on CUDA when present): run under ``inference_mode``;
 - anything else: ``pyfunc.predict``.
@@ -18,7 +20,6 @@ import logging
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.artifacts import download_artifacts
+from mlflow.utils.yaml_utils import write_yaml
 from sqlalchemy.engine import Engine
 
-from api.serving.schema import InputSchema
+from api.serving.linear import LinearKernel, compile_linear
+from api.serving.output import Output
+from api.serving.schema import InputSchema, Parsed
 from mlwb.errors import Conflict, NotFound, StoreError
 from mlwb.registry import artifact_digest, expected_hash
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Output:
-    """Per-row predictions and, for classifiers, class probabilities."""
-
-    predictions: list[Any]
-    probabilities: list[dict[str, float]] | None = None
 
 
 def version_artifact_uri(client: mlflow.MlflowClient, name: str, version: str) -> tuple[str, str]:
@@ -84,6 +80,11 @@ def fetch_verified(
     except Exception as exc:
         raise StoreError(f"could not download model {name!r} version {version} from {uri}: "
                          f"{exc}", model=name, version=version) from exc
+    # What `download_artifacts("models:/NAME/VERSION")` adds, so the digest matches the one
+    # experiments.tracking.register recorded from exactly that download.
+    write_yaml(str(local), "registered_model_meta",
+               {"model_name": name, "model_version": str(version)}, overwrite=True,
+               ensure_yaml_extension=False)
     actual = artifact_digest(local)
     if actual != expected:
         log.error("artifact hash mismatch for %s v%s: expected %s, found %s", name, version,
@@ -109,6 +110,7 @@ class LoadedModel:
         self.kind = "pyfunc"
         self.device = "cpu"
         self._raw: Any = None
+        self._linear: LinearKernel | None = None
         self._lock = threading.Lock()  # a torch module is not re-entrant on one stream
         self._select_fast_path()
 
@@ -131,6 +133,10 @@ class LoadedModel:
             self.kind = "sklearn"
             if hasattr(self._raw, "predict_proba") and hasattr(self._raw, "classes_"):
                 self.classes = list(np.asarray(self._raw.classes_).tolist())
+            if self.schema is not None and self.schema.all_double:
+                self._linear = compile_linear(self._raw, self.schema.names)
+                if self._linear is not None:
+                    self.kind = "sklearn-linear"
             return
         try:
             python_model = self.pyfunc.unwrap_python_model()
@@ -144,18 +150,25 @@ class LoadedModel:
             # experiments.pyfunc puts its module on CUDA when present at load_context
             self.device = str(getattr(python_model, "device", "cpu"))
 
-    def predict(self, frame: pd.DataFrame) -> Output:
-        """Predictions (and class probabilities) for a validated frame."""
+    def predict(self, parsed: Parsed, params: dict[str, Any] | None = None) -> Output:
+        """Predictions (and class probabilities) for a validated request.
+
+        ``params`` (MLflow inference params) reach models that take them (the generic pyfunc
+        path); sklearn and the torch fast path take none, as under ``mlflow models serve``.
+        """
+        if self._linear is not None:
+            x = parsed.matrix if parsed.matrix is not None else parsed.frame[
+                self._linear.names].to_numpy(np.float64)
+            return self._linear.predict(x)
         if self.kind == "sklearn":
-            return self._sklearn(frame)
+            return self._sklearn(parsed.frame)
         if self.kind in ("torch", "python"):
             import torch
 
             with self._lock, torch.inference_mode():
-                proba = np.asarray(self._raw.predict_proba(frame))
+                proba = np.asarray(self._raw.predict_proba(parsed.frame))
             return self._from_proba(proba)
-        raw = self.pyfunc.predict(frame)
-        return Output(_to_list(raw))
+        return Output(_to_list(self.pyfunc_predict(parsed.frame, params)))
 
     def _sklearn(self, frame: pd.DataFrame) -> Output:
         model = self._raw

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from api.auth import requires, services
-from api.events import json_body
 from api.serving.schema import InputSchema, Parsed, untyped
-from api.serving.service import body_outputs, instrument, serve, serving
+from api.serving.service import body_outputs, instrument, json_object, serve, serving
 from mlwb.errors import InputError, NotFound
 from mlwb.predictions import get_prediction
 from mlwb.roles import Role, Scope
@@ -51,7 +50,7 @@ def parse_simple(body: dict[str, Any]) -> Any:
 @requires(Role.viewer, Scope.predict, "predicting")
 def predict(name: str) -> Response:
     """Predictions, probabilities, the version that answered and a signed id per row."""
-    body = json_body()
+    body = json_object()
     result, _ = serve(name, parse_simple(body), body=body)
     resp = jsonify({
         "model": name, "version": result.model.version, "alias": result.arm.alias,

@@ -202,6 +202,8 @@ class ModelRuntime:
                                "served: champion, challenger", model=name, alias=alias)
             return Arm(wanted, alias, alias), None
         if champion is None or champion in blocked:
+            if champion is None:
+                mlflow_plan(self.client, name)  # 404 for a model that does not exist at all
             reason = ("its champion was moved outside ml-workbench and awaits an approver's "
                       "confirmation" if champion in blocked else "it has no champion yet")
             raise StoreError(f"model {name!r} cannot be served: {reason}. Promote a version "

@@ -11,6 +11,7 @@ frame.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,13 @@ class TooLarge(InputError):
 
     status = 413
     code = "too_large"
+
+
+class Unsupported(InputError):
+    """The body's media type is not one this endpoint reads (HTTP 415)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,29 @@ def _type_name(value: Any) -> str:
             dict: "object"}.get(type(value), type(value).__name__)
 
 
-@dataclass(frozen=True)
 class Parsed:
-    """A validated request: the frame for the model and each row as received (for the log)."""
+    """A validated request: each row as received (for the log) and the model's input.
 
-    frame: pd.DataFrame
-    rows: list[dict[str, Any]]
+    The all-numeric path keeps a float64 matrix and builds the DataFrame only if a model
+    path asks for it (a compiled linear model never does).
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], frame: pd.DataFrame | None = None,
+                 matrix: np.ndarray | None = None, names: list[str] | None = None) -> None:
+        self.rows = rows
+        self.matrix = matrix
+        self.names = names
+        self._frame = frame
+        self.preprocess_ms = 0.0  # building the frame, after the checks
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The DataFrame with pyfunc's dtypes (built on first use)."""
+        if self._frame is None:
+            t0 = time.perf_counter()
+            self._frame = pd.DataFrame(self.matrix, columns=self.names)
+            self.preprocess_ms += (time.perf_counter() - t0) * 1e3
+        return self._frame
 
 
 class InputSchema:
@@ -104,8 +129,8 @@ class InputSchema:
         """From an MLflow input schema with named columns; None for tensor or no signature."""
         if schema is None or not schema.has_input_names() or schema.is_tensor_spec():
             return None
-        return cls([Field(c.name, str(c.type), bool(getattr(c, "required", True)))
-                    for c in schema.inputs])
+        return cls([Field(c.name, getattr(c.type, "name", str(c.type)),
+                          bool(getattr(c, "required", True))) for c in schema.inputs])
 
     def describe(self) -> list[dict[str, Any]]:
         """The columns as JSON (for metadata endpoints and error messages)."""
@@ -186,10 +211,9 @@ class InputSchema:
             if ok:
                 arr = np.array(rows, dtype=np.float64)
                 if np.isfinite(arr).all():
-                    frame = pd.DataFrame(arr, columns=names)
                     out = received if received is not None else [
                         dict(zip(names, r, strict=True)) for r in rows]
-                    return Parsed(frame, out)
+                    return Parsed(out, matrix=arr, names=names)
         cols: dict[str, Any] = {}
         for j, f in enumerate(self.fields):
             values = [f.coerce(r[j], i) for i, r in enumerate(rows)]
@@ -202,10 +226,12 @@ class InputSchema:
             except OverflowError:
                 raise Unprocessable(f"column {f.name!r}: a value is out of range for "
                                     f"{f.kind}", column=f.name) from None
-        frame = pd.DataFrame(cols, columns=names)
-        out = received if received is not None else [
+        t0 = time.perf_counter()
+        as_received = received if received is not None else [
             dict(zip(names, r, strict=True)) for r in rows]
-        return Parsed(frame, out)
+        parsed = Parsed(as_received, frame=pd.DataFrame(cols, columns=names))
+        parsed.preprocess_ms = (time.perf_counter() - t0) * 1e3
+        return parsed
 
 
 def _check_rows(rows: Any, where: str) -> None:
@@ -225,6 +251,6 @@ def untyped(rows: list[dict[str, Any]]) -> Parsed:
     """For models without a column signature: the records as a DataFrame, unchecked."""
     _check_count(len(rows))
     try:
-        return Parsed(pd.DataFrame.from_records(rows), rows)
+        return Parsed(rows, frame=pd.DataFrame.from_records(rows))
     except (TypeError, ValueError) as exc:
         raise InputError(f"the rows do not form a table: {exc}") from None

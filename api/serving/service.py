@@ -17,9 +17,11 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from api.auth import services
 from api.serving.metrics import ServingMetrics, metrics_of
-from api.serving.model import LoadedModel, Output
+from api.serving.model import LoadedModel
+from api.serving.output import Output
 from api.serving.runtime import Arm, ModelRuntime
-from api.serving.schema import InputSchema, Parsed
+from api.serving.schema import InputSchema, Parsed, Unsupported
+from mlwb.errors import InputError
 from mlwb.prediction_ids import PredictionIds, new_request_id
 from mlwb.predictions import row_id
 from mlwb.ratelimit import FixedWindow
@@ -74,8 +76,21 @@ class Result:
     def headers(self) -> dict[str, str]:
         """Response headers naming the request and the version that answered."""
         rid = self.prediction_ids[0] if len(self.prediction_ids) == 1 else self.request_id
+        timing = ", ".join(f"{k};dur={v:.3f}" for k, v in self.timings.items())
         return {"X-Request-ID": rid, "X-Model-Version": self.model.version,
-                "X-Model-Arm": self.arm.arm}
+                "X-Model-Arm": self.arm.arm, "Server-Timing": timing}
+
+
+def json_object() -> dict[str, Any]:
+    """The request's JSON object; 415 for another media type, 400 for bad JSON."""
+    if not request.is_json:
+        raise Unsupported(f"send the body as JSON with `Content-Type: application/json` (got "
+                          f"{request.content_type or 'no content type'})")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object, e.g. "
+                         '{"instances": [{"column": value, ...}]}')
+    return body
 
 
 def caller_key(principal: Principal) -> str:
@@ -106,6 +121,7 @@ def serve(
     parse: Callable[[InputSchema | None], Parsed],
     *,
     body: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
     endpoint: str = "predict",
 ) -> tuple[Result, Parsed]:
     """Serve one request for model ``name``; ``parse`` turns the body into checked rows."""
@@ -120,15 +136,19 @@ def serve(
     t0 = time.perf_counter()
     parsed = parse(model.schema)
     t1 = time.perf_counter()
-    output = model.predict(parsed.frame)
+    pre_parse = parsed.preprocess_ms  # frame built while parsing (general path)
+    output = model.predict(parsed, params)
     t2 = time.perf_counter()
     request_id = new_request_id()
     ids = state.ids.for_request(request_id, len(parsed.rows))
-    timings = {"validate": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+    # The log stage's own time cannot be inside the row it writes: it is in Server-Timing.
+    pre = parsed.preprocess_ms
+    timings = {"validate": (t1 - t0) * 1e3 - pre_parse, "preprocess": pre,
+               "model": (t2 - t1) * 1e3 - (pre - pre_parse)}
     result = Result(model, primary, request_id, ids, output, timings)
     shadow_rows: list[tuple[str, dict[str, Any]]] = []
     if shadow is not None:
-        shadow_rows = _shadow(state, name, shadow, parsed, result, principal)
+        shadow_rows = _shadow(state, name, shadow, parsed, result, principal, params)
     if state.log_predictions:
         t3 = time.perf_counter()
         rows = _rows(result, parsed, principal, started, primary)
@@ -162,12 +182,13 @@ def _rows(result: Result, parsed: Parsed, principal: Principal, started: float,
 
 
 def _shadow(state: Serving, name: str, arm: Arm, parsed: Parsed, primary: Result,
-            principal: Principal) -> list[tuple[str, dict[str, Any]]]:
+            principal: Principal, params: dict[str, Any] | None
+            ) -> list[tuple[str, dict[str, Any]]]:
     """Score the challenger on the same rows; its output is logged, never returned."""
     started = time.perf_counter()
     try:
         model = state.runtime.model(name, arm.version)
-        output = model.predict(parsed.frame)
+        output = model.predict(parsed, params)
     except Exception:  # the shadow must never fail the caller's request
         log.warning("shadow %s v%s failed", name, arm.version, exc_info=True)
         return []

@@ -17,7 +17,7 @@ from mlwb.tables import normalize_row
 
 def drain(ingest: Ingest) -> int:
     total = 0
-    while (n := ingest.step()) or ingest.redis.xlen(ingest.stream) > 1:
+    while (n := ingest.step()) or ingest.redis.xlen(ingest.stream) > 0:
         total += n
         if n == 0:
             break

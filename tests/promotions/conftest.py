@@ -33,22 +33,26 @@ def model(services: Services, store: Store) -> str:
     return register(services, store)
 
 
-@pytest.fixture
-def people(services: Services) -> dict[str, Principal]:
-    """Real users of each role, as the principals their sessions would carry."""
-    out: dict[str, Principal] = {}
-    for name, role in [("vic", Role.viewer), ("sam", Role.scientist), ("ann", Role.approver),
-                       ("abe", Role.approver), ("ada", Role.admin)]:
-        user = make_user(services, name, role)
-        out[name] = Principal(user_id=user.id, username=user.username, role=user.role)
-    return out
+PEOPLE = [("vic", Role.viewer), ("sam", Role.scientist), ("ann", Role.approver),
+          ("abe", Role.approver), ("ada", Role.admin)]
 
 
 @pytest.fixture
-def bearer(services: Services, people: dict[str, Principal]) -> Callable[..., dict[str, str]]:
-    """``bearer("sam", Scope.promote, ...)`` -> an Authorization header for a real token."""
+def people() -> dict[str, Principal]:
+    """One principal per role, as a signed-in person's session carries it."""
+    return {name: Principal(user_id=i, username=name, role=role)
+            for i, (name, role) in enumerate(PEOPLE, start=101)}
+
+
+@pytest.fixture
+def bearer(services: Services) -> Callable[..., dict[str, str]]:
+    """``bearer("sam", Scope.promote, ...)`` -> Authorization header of a real user's token."""
+    made: set[str] = set()
 
     def make(username: str, *scopes: Scope) -> dict[str, str]:
+        if username not in made:
+            make_user(services, username, dict(PEOPLE)[username])
+            made.add(username)
         _, token = make_token(services, username, scopes or (Scope.read, Scope.promote))
         return {"Authorization": f"Bearer {token}"}
 

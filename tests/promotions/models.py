@@ -105,11 +105,11 @@ def register(services: Services, store: Store, versions: int = 3, kind: str = "l
     """A freshly named registered model with ``versions`` versions (hashes recorded)."""
     logged: Logged = getattr(store, kind)
     name = name or f"{kind}-{next(_counter)}"
-    client = mlflow.MlflowClient(tracking_uri=store.uri)
+    client = mlflow.MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
     client.create_registered_model(name)
     local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_uri)
     digest = artifact_digest(Path(local))
     for _ in range(versions):
-        mv = client.create_model_version(name, source=logged.model_uri, run_id=logged.run_id)
+        mv = client.create_model_version(name, source=logged.artifact_uri, run_id=logged.run_id)
         record_hash(services.engine, name, mv.version, digest, logged.run_id)
     return name

@@ -3,7 +3,7 @@
 - ``lr``: StandardScaler + LogisticRegression on breast cancer (30 double columns);
 - ``prior``: the same signature, a DummyClassifier answering the class prior for every row
   (its probabilities are recognisable: no logistic regression outputs exactly them);
-- ``mlp``: a torch TabularMLP logged by ``experiments.tracking.log_model`` (H1's pyfunc).
+- ``mlp``: a torch TabularMLP behind ``experiments.pyfunc.TorchTabularModel``.
 
 Each test registers its own uniquely named model (new versions point at the logged models,
 hashes recorded the way ``experiments.tracking.register`` records them).
@@ -11,11 +11,16 @@ hashes recorded the way ``experiments.tracking.register`` records them).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from sklearn.datasets import load_breast_cancer
@@ -33,11 +38,10 @@ _ZOO: dict[str, Zoo] = {}
 
 @dataclass(frozen=True)
 class Logged:
-    """A logged model: URI, run, hash of its artifacts."""
+    """A logged model: its URI and run."""
 
     model_uri: str
     run_id: str
-    digest: str
 
 
 @dataclass(frozen=True)
@@ -50,17 +54,48 @@ class Zoo:
     X: pd.DataFrame
     y: pd.Series
 
-    def register(self, services: Services, *kinds: str, name: str | None = None) -> str:
+    def register(self, services: Services, *kinds: str, name: str | None = None,
+                 record: bool = True) -> str:
         """A fresh registered model whose versions 1..n are ``kinds`` (hashes recorded)."""
         name = name or f"bc-{next(_counter)}"
-        client = mlflow.MlflowClient(tracking_uri=self.uri)
-        client.create_registered_model(name)
-        for kind in kinds:
-            logged = self.models[kind]
-            mv = client.create_model_version(name, source=logged.model_uri,
-                                             run_id=logged.run_id)
-            record_hash(services.engine, name, mv.version, logged.digest, logged.run_id)
+        client = mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        # The registry store resolves a models:/m-... source through the *global* URIs.
+        with global_uris(self.uri):
+            client.create_registered_model(name)
+            for kind in kinds:
+                logged = self.models[kind]
+                mv = client.create_model_version(name, source=logged.model_uri,
+                                                 run_id=logged.run_id)
+                if not record:
+                    continue
+                # The hash exactly as experiments.tracking.register records it.
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp)
+                    digest = artifact_digest(Path(local))
+                record_hash(services.engine, name, mv.version, digest, logged.run_id)
         return name
+
+
+@contextlib.contextmanager
+def global_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking and registry URIs (and their env twins) at ``uri``.
+
+    Restored afterwards, including the environment, which ``mlflow.set_*_uri`` writes to.
+    """
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {k: os.environ.get(k) for k in keys}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        # Globals stay on ``uri`` unless they were set before (never the cwd's mlflow.db).
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"] or uri)
+        mlflow.set_registry_uri(env["MLFLOW_REGISTRY_URI"] or uri)
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 def breast_cancer() -> tuple[pd.DataFrame, pd.Series]:
@@ -79,23 +114,26 @@ def _log_sklearn(model: object, X: pd.DataFrame, y: pd.Series, exp: str) -> tupl
     return info.model_uri, run.info.run_id
 
 
-def _log_torch(X: pd.DataFrame, exp: str) -> tuple[str, str]:
+def _log_torch(X: pd.DataFrame, exp: str, tmp: Path) -> tuple[str, str]:
+    """A torch MLP saved and logged the way ``experiments.tracking.log_model`` does."""
     import torch
 
-    from experiments.registry import Fitted
-    from experiments.torch_models import TabularMLP
-    from experiments.tracking import log_model
+    from experiments.pyfunc import TorchTabularModel
+    from experiments.torch_models import CONFIG, WEIGHTS, TabularMLP, save_bundle
 
     torch.manual_seed(0)
-    module = TabularMLP(n_features=X.shape[1], n_outputs=2, hidden=16, layers=1)
+    kwargs = {"n_features": X.shape[1], "n_outputs": 2, "hidden": 16, "layers": 1}
+    module = TabularMLP(**kwargs)
     module.norm.fit(torch.as_tensor(X.to_numpy(), dtype=torch.float32))
-    fitted = Fitted(kind="torch", model=module, arch="mlp",
-                    kwargs={"n_features": X.shape[1], "n_outputs": 2, "hidden": 16,
-                            "layers": 1})
+    folder = save_bundle(module, {"arch": "mlp", "kwargs": kwargs,
+                                  "feature_names": list(X.columns), "classes": [0, 1]}, tmp)
     with mlflow.start_run(experiment_id=exp) as run:
-        uri = log_model(fitted, run.info.run_id, X.head(20),
-                        {"feature_names": list(X.columns), "classes": [0, 1]})
-    return uri, run.info.run_id
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=TorchTabularModel(),
+            artifacts={"weights": str(folder / WEIGHTS), "config": str(folder / CONFIG)},
+            signature=infer_signature(X, np.zeros(len(X), dtype=np.int64)),
+            input_example=X.head(2), pip_requirements=["torch", "safetensors"])
+    return info.model_uri, run.info.run_id
 
 
 def zoo(base: Path) -> Zoo:
@@ -106,24 +144,16 @@ def zoo(base: Path) -> Zoo:
     uri = f"sqlite:///{base / 'mlflow.db'}"
     root = (base / "artifacts").as_uri()
     X, y = breast_cancer()
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)  # tests only: the fluent API logs models most simply
-    try:
-        client = mlflow.MlflowClient(tracking_uri=uri)
+    with global_uris(uri):  # tests only: the fluent API logs models most simply
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp = client.create_experiment("serving-tests", artifact_location=root)
         lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
         prior = make_pipeline(StandardScaler(), DummyClassifier(strategy="prior")).fit(X, y)
         logged = {
             "lr": _log_sklearn(lr, X, y, exp),
             "prior": _log_sklearn(prior, X, y, exp),
-            "mlp": _log_torch(X, exp),
+            "mlp": _log_torch(X, exp, base / "torch"),
         }
-        models = {}
-        for kind, (model_uri, run_id) in logged.items():
-            local = mlflow.artifacts.download_artifacts(model_uri, tracking_uri=uri,
-                                                        dst_path=str(base / "dl" / kind))
-            models[kind] = Logged(model_uri, run_id, artifact_digest(Path(local)))
-    finally:
-        mlflow.set_tracking_uri(previous)
+        models = {kind: Logged(model_uri, run_id) for kind, (model_uri, run_id) in logged.items()}
     _ZOO["zoo"] = Zoo(uri, root, models, X, y)
     return _ZOO["zoo"]

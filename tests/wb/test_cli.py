@@ -106,3 +106,13 @@ def test_redis_down_says_how_to_fix(monkeypatch: pytest.MonkeyPatch, tmp_path) -
     context.services.cache_clear()
     assert result.exit_code == 2
     assert "does not answer" in result.output and "wb up" in result.output
+
+
+def test_invalid_setting_is_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WB_API_PORT", "eighty")
+    get_settings.cache_clear()
+    context.services.cache_clear()
+    result = CliRunner().invoke(cli, ["users", "list"])
+    get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "WB_API_PORT" in result.output and "Traceback" not in result.output

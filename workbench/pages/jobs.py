@@ -8,6 +8,7 @@ svc, me = ui.signed_in("Jobs")
 with ui.shown_errors():
     workers = queries.workers(svc)
     queues = queries.queues(svc)
+    jobs = queries.live_jobs(svc, me)
     history = queries.job_history(svc)
 
 st.subheader("Workers")
@@ -18,10 +19,13 @@ else:
     st.dataframe(workers, hide_index=True)
 
 st.subheader("Queues")
-if queues.empty:
-    st.info("No job has been queued yet.")
+st.dataframe(queues, hide_index=True)
+
+st.subheader("Jobs")
+if jobs.empty:
+    st.info("No jobs queued or kept. Submit one with `wb run EXPERIMENT` (see `wb run --help`).")
 else:
-    st.dataframe(queues, hide_index=True)
+    st.dataframe(jobs, hide_index=True)
 
 st.subheader("Job history")
 if history.empty:

@@ -16,7 +16,10 @@ cols[2].metric("Audit entries", o.audit_entries)
 cols[3].metric("Job events", o.job_events)
 cols[4].metric("Ingest backlog", "Redis down" if o.backlog is None else o.backlog,
                help="Events recorded but not yet landed in the lake by `wb ingest`.")
-st.caption(f"Lake version {o.lake_version}; pages refresh every {queries.LAKE_TTL} s.")
+landed = (f"last landed {o.lake_updated:%Y-%m-%d %H:%M:%S} UTC" if o.lake_updated
+          else "nothing landed yet (is `wb ingest` running?)")
+st.caption(f"Lake version {o.lake_version}, {landed}; pages cache reads for "
+           f"{queries.LAKE_TTL} s.")
 
 st.subheader("Events by kind")
 if kinds.empty:

@@ -1,0 +1,1 @@
+"""OpenAPI operation specs, one module per area of the API (see :mod:`api.openapi`)."""

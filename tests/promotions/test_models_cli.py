@@ -1,0 +1,68 @@
+"""`wb models`: the operator proposes, approves, rolls back and sets traffic from the shell."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import mlflow
+import pytest
+from click.testing import CliRunner, Result
+
+from mlwb import promotions as pr
+from mlwb.services import Services
+from mlwb.settings import Settings, get_settings
+from mlwb.users import Principal
+from wb import context
+from wb.main import cli
+
+
+@pytest.fixture
+def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    monkeypatch.setenv("WB_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("REDIS_URL", settings.effective_redis_url)
+    monkeypatch.setenv("WB_ENV", "test")
+    monkeypatch.setenv("WB_SECRET_KEY", "test-secret-key-0123456789abcdef")
+    monkeypatch.setenv("WB_MLFLOW_TRACKING_URI", settings.tracking_uri)
+    get_settings.cache_clear()
+    context.services.cache_clear()
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
+    context.services.cache_clear()
+
+
+def test_cli_promotion_cycle(run, services: Services, people: dict[str, Principal],  # type: ignore[no-untyped-def]
+                             model: str) -> None:
+    proposed = run("models", "promote", model, "2", "--note", "fresh data")
+    assert proposed.exit_code == 0 and "wb models approve" in proposed.output
+    own_id = proposed.output.split("#")[1].split(":")[0]
+    own = run("models", "approve", own_id)
+    assert own.exit_code == 2 and "Error:" in own.output and "four eyes" in own.output
+    pr.approve(services, people["ann"], int(own_id))
+
+    theirs = pr.propose(services, people["sam"], model, 3)
+    assert run("models", "approve", str(theirs.id)).exit_code == 0
+    listed = run("models", "list", "--json").output.splitlines()
+    row = next(json.loads(line) for line in listed if json.loads(line)["name"] == model)
+    assert row["aliases"] == row["mlflow_aliases"] == "champion=v3"
+
+    back = run("models", "rollback", model, "--reason", "regression")
+    assert back.exit_code == 0 and "v3 -> v2" in back.output
+    assert run("models", "traffic", model, "--mode", "split", "--champion", "1").exit_code == 2
+    shown = json.loads(run("models", "traffic", model, "--json").output)
+    assert shown["champion"] == "2" and shown["mode"] == "single"
+    hist = json.loads(run("models", "history", model, "--json").output)
+    assert [m["version"] for m in hist["moves"]] == ["2", "3", "2"]
+    assert "rollback" in run("models", "history", model).output
+
+    mlflow.MlflowClient(tracking_uri=services.settings.tracking_uri).set_registered_model_alias(
+        model, "champion", "1")
+    found = run("models", "drift", model, "--json")
+    (item,) = [json.loads(line) for line in found.output.splitlines()]
+    assert item["mlflow_version"] == "1"
+    assert run("models", "drift", model, "--revert", str(item["id"])).exit_code == 0
+    assert run("models", "promote", model, "9").output.startswith("Error: model")

@@ -1,0 +1,152 @@
+"""The predict path: real registered models, real Redis, real lake."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import api.serving.runtime as runtime
+from mlwb.registry import record_hash
+from tests.serving.conftest import World
+
+
+def test_predict_returns_version_alias_ids_and_matches_pyfunc(world: World, predict) -> None:
+    name = world.model("lr")
+    rows = world.rows(5)
+    resp = predict(name, {"instances": rows})
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert (body["model"], body["version"], body["alias"]) == (name, "1", "champion")
+    preds = body["predictions"]
+    assert len(preds) == 5 and len({p["prediction_id"] for p in preds}) == 5
+    assert resp.headers["X-Request-ID"] == body["request_id"]
+    pyfunc = world.pyfunc(name)
+    expected = pyfunc.predict(world.zoo.X.iloc[:5])
+    assert [p["prediction"] for p in preds] == list(expected)
+    raw = pyfunc.get_raw_model().predict_proba(world.zoo.X.iloc[:5])
+    got = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in preds])
+    np.testing.assert_allclose(got, raw, rtol=1e-12, atol=1e-15)  # BLAS layout ulps
+    # Positional rows and columns give the same answer; one row: X-Request-ID is its id.
+    cols = list(world.zoo.X.columns)
+    pos = predict(name, {"inputs": [[r[c] for c in cols] for r in rows]}).get_json()
+    by_col = predict(name, {"inputs": {c: [r[c] for r in rows] for c in cols}}).get_json()
+    for other in (pos, by_col):
+        assert [p["prediction"] for p in other["predictions"]] == list(expected)
+    one = predict(name, {"instances": rows[:1]})
+    assert one.headers["X-Request-ID"] == one.get_json()["predictions"][0]["prediction_id"]
+
+
+def test_torch_model_matches_pyfunc(world: World, predict) -> None:
+    name = world.model("mlp")
+    resp = predict(name, {"instances": world.rows(40)})
+    assert resp.status_code == 200, resp.get_json()
+    expected = world.pyfunc(name).predict(world.zoo.X.iloc[:40])
+    assert [p["prediction"] for p in resp.get_json()["predictions"]] == expected.tolist()
+    assert set(resp.get_json()["predictions"][0]["probabilities"]) == {"0", "1"}
+
+
+@pytest.mark.parametrize("mutate, status, needle", [
+    (lambda r: r.pop("mean_radius"), 400, "mean_radius"),
+    (lambda r: r.update(colour=1.0), 400, "colour"),
+    (lambda r: r.update(mean_texture="thick"), 422, "mean_texture"),
+    (lambda r: r.update(mean_area=None), 422, "mean_area"),
+    (lambda r: r.update(mean_area=True), 422, "mean_area"),
+    (lambda r: r.update(worst_area=[1, 2]), 422, "worst_area"),
+])
+def test_bad_rows_are_refused_naming_the_column(world: World, predict, mutate, status,
+                                                 needle) -> None:
+    name = world.model("lr")
+    rows = world.rows(3)
+    mutate(rows[2])
+    resp = predict(name, {"instances": rows})
+    assert resp.status_code == status, resp.get_json()
+    assert needle in resp.get_json()["message"]
+    assert "Traceback" not in resp.get_data(as_text=True)
+
+
+def test_nan_size_and_media_type_limits(world: World, predict, monkeypatch) -> None:
+    name = world.model("lr")
+    row = world.rows(1)[0]
+    text = json.dumps({"instances": [row]}).replace(str(row["mean_radius"]), "NaN", 1)
+    resp = world.client.post(f"/api/models/{name}/predict", data=text,
+                             content_type="application/json", headers=world.headers)
+    assert resp.status_code == 422 and "mean_radius" in resp.get_json()["message"]
+    monkeypatch.setattr("api.serving.schema.MAX_ROWS", 10)
+    resp = predict(name, {"instances": world.rows(11)})
+    assert resp.status_code == 413 and "at most 10" in resp.get_json()["message"]
+    world.app.config["MAX_CONTENT_LENGTH"] = 2000
+    assert predict(name, {"instances": world.rows(20)}).status_code == 413
+    resp = world.client.post(f"/api/models/{name}/predict", data="a,b\n1,2",
+                             content_type="text/csv", headers=world.headers)
+    assert resp.status_code == 415
+    for body in ({"inputs": 5}, {"inputs": [[1.0, 2.0]]}, {"instances": []}, {},
+                 {"instances": [row], "inputs": [[1.0]]}, {"instances": [row], "x": 1}):
+        resp = predict(name, body)
+        assert resp.status_code == 400, (body, resp.get_json())
+
+
+def test_auth_scopes_and_rate_limit(world: World, predict) -> None:
+    name = world.model("lr")
+    body = {"instances": world.rows(1)}
+    assert world.client.post(f"/api/models/{name}/predict", json=body).status_code == 401
+    from tests.factories import make_token
+
+    _, read_only = make_token(world.services, "vic", (__import__("mlwb.roles").roles.Scope.read,))
+    resp = predict(name, body, headers={"Authorization": f"Bearer {read_only}"})
+    assert resp.status_code == 403
+    # A viewer's token may not pin a version; a scientist's may.
+    assert predict(name, {**body, "version": "1"}).status_code == 403
+    assert predict(name, {**body, "version": "1"}, headers=world.scientist).status_code == 200
+    assert predict("no-such-model", body).status_code == 404
+    state = world.app.extensions["wb_serving"]
+    state.limiter.limit = 3
+    codes = [predict(name, body).status_code for _ in range(3)]
+    assert codes.count(429) >= 1 and 200 in codes  # earlier requests used part of the window
+
+
+def test_unverifiable_versions_are_not_served(world: World, predict) -> None:
+    no_hash = world.model("lr", record=False)
+    resp = predict(no_hash, {"instances": world.rows(1)})
+    assert resp.status_code == 409 and "hash" in resp.get_json()["message"]
+    tampered = world.model("lr", record=False)
+    record_hash(world.services.engine, tampered, "1", "0" * 64)
+    resp = predict(tampered, {"instances": world.rows(1)})
+    assert resp.status_code == 409 and "changed since registration" in resp.get_json()["message"]
+
+
+def test_alias_move_is_served_within_seconds_without_failures(world: World, monkeypatch) -> None:
+    monkeypatch.setattr(runtime, "PLAN_TTL", 0.3)
+    name = world.model("lr", "prior")
+    url, body = f"/api/models/{name}/predict", {"instances": world.rows(1)}
+    statuses: list[int] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        client = world.app.test_client()
+        while not stop.is_set():
+            r = client.post(url, json=body, headers=world.headers)
+            statuses.append(r.status_code)
+            versions.append((r.get_json() or {}).get("version", "?"))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    world.promote(name, 2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and versions[-1:] != ["2"]:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert set(statuses) == {200}, sorted(set(statuses))
+    assert versions[0] == "1" and versions[-1] == "2"
+    # Once the new plan is in, no request goes back to the old version.
+    first_new = versions.index("2")
+    assert versions[first_new:].count("1") <= len(threads)

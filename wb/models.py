@@ -1,0 +1,146 @@
+"""``wb models``: registered models, promotions under four eyes, rollback, traffic, drift.
+
+The operator at the server's shell is one person (``cli:USER``): a proposal made here is
+approved by someone else (API or workbench), and the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mlwb import promotions as pr
+from mlwb.alias_drift import check_alias_drift, resolve_drift
+from mlwb.errors import InputError
+from mlwb.traffic import set_traffic
+from wb.context import emit, json_option, me, services
+
+
+@click.group("models")
+def models() -> None:
+    """Registered models: promote, approve, roll back, set traffic, see history."""
+
+
+@models.command("list")
+@json_option
+def list_(as_json: bool) -> None:
+    """Registered models with their aliases (the product's record and MLflow's)."""
+    rows = []
+    for m in pr.list_models(services()):
+        rows.append({**m, "aliases": _fmt(m["aliases"]), "mlflow_aliases":
+                     _fmt(m["mlflow_aliases"]), "blocked": ",".join(m["blocked"])})
+    emit(rows, ["name", "aliases", "mlflow_aliases", "mode", "blocked"], as_json)
+
+
+def _fmt(aliases: dict[str, str]) -> str:
+    return " ".join(f"{a}=v{v}" for a, v in sorted(aliases.items()))
+
+
+@models.command("promote")
+@click.argument("model")
+@click.argument("version")
+@click.option("--alias", default="champion", show_default=True, help="Alias to move.")
+@click.option("--note", default="", help="Why (shown to the approver).")
+def promote(model: str, version: str, alias: str, note: str) -> None:
+    """Propose VERSION of MODEL for an alias; another approver approves it."""
+    p = pr.propose(services(), me(), model, version, alias=alias, note=note)
+    click.echo(f"proposed #{p.id}: {model} v{p.version} as {alias}. Another approver runs "
+               f"`wb models approve {p.id}` (or approves it in the workbench).")
+
+
+@models.command("approve")
+@click.argument("promotion_id", type=int)
+def approve(promotion_id: int) -> None:
+    """Approve proposal PROMOTION_ID made by someone else: the alias moves."""
+    p = pr.approve(services(), me(), promotion_id)
+    click.echo(f"approved #{p.id}: {p.model} {p.alias} -> v{p.version}")
+
+
+@models.command("reject")
+@click.argument("promotion_id", type=int)
+@click.option("--note", default="", help="Why.")
+def reject(promotion_id: int, note: str) -> None:
+    """Reject proposal PROMOTION_ID."""
+    p = pr.reject(services(), me(), promotion_id, note)
+    click.echo(f"rejected #{p.id}")
+
+
+@models.command("rollback")
+@click.argument("model")
+@click.option("--alias", default="champion", show_default=True)
+@click.option("--reason", default="", help="Why (kept in the audit log).")
+def rollback(model: str, alias: str, reason: str) -> None:
+    """Move MODEL's alias back to its previous holder."""
+    move = pr.rollback(services(), me(), model, alias, reason=reason)
+    click.echo(f"{model} {alias}: v{move.previous_version} -> v{move.version}")
+
+
+@models.command("traffic")
+@click.argument("model")
+@click.option("--mode", type=click.Choice(["single", "split", "shadow"]),
+              help="Set the mode; without it, show the policy.")
+@click.option("--champion", "w_champion", type=float, help="Split weight of the champion.")
+@click.option("--challenger", "w_challenger", type=float, help="Split weight of the challenger.")
+@click.option("--sticky/--no-sticky", default=False, show_default=True,
+              help="Keep a caller's key on one arm.")
+@json_option
+def traffic(model: str, mode: str | None, w_champion: float | None,
+            w_challenger: float | None, sticky: bool, as_json: bool) -> None:
+    """Show or set MODEL's traffic policy (single, split by weight, shadow)."""
+    svc = services()
+    if mode is not None:
+        weights = None
+        if w_champion is not None or w_challenger is not None:
+            weights = {"champion": w_champion or 0.0, "challenger": w_challenger or 0.0}
+        set_traffic(svc, me(), model, mode, weights, sticky)
+    elif w_champion is not None or w_challenger is not None:
+        raise InputError("give --mode split with the weights")
+    plan = pr.serving_plan(svc.engine, pr.check_model_name(model)).to_dict()
+    if as_json:
+        click.echo(json.dumps(plan))
+        return
+    click.echo(f"{model}: mode {plan['mode']}, weights {plan['weights']}, sticky "
+               f"{plan['sticky']}; champion v{plan['champion']}, challenger "
+               f"v{plan['challenger']}" + (f"; blocked {plan['blocked']}"
+                                          if plan["blocked"] else ""))
+
+
+@models.command("history")
+@click.argument("model")
+@json_option
+def history(model: str, as_json: bool) -> None:
+    """MODEL's alias moves (newest first) and proposals."""
+    h = pr.history(services(), model)
+    if as_json:
+        click.echo(json.dumps(h.to_dict()))
+        return
+    emit([m.to_dict() for m in h.moves],
+         ["moved_at", "alias", "previous_version", "version", "reason", "moved_by"], False)
+    click.echo("")
+    emit([p.to_dict() for p in h.promotions],
+         ["id", "alias", "version", "status", "proposed_by", "approved_by", "note"], False)
+
+
+@models.command("drift")
+@click.argument("model")
+@click.option("--confirm", "confirm_id", type=int, help="Serve the MLflow move with this id.")
+@click.option("--revert", "revert_id", type=int, help="Put MLflow back for this id.")
+@json_option
+def drift(model: str, confirm_id: int | None, revert_id: int | None, as_json: bool) -> None:
+    """Find aliases of MODEL moved in MLflow directly; confirm or revert one."""
+    svc = services()
+    if confirm_id is not None and revert_id is not None:
+        raise InputError("give --confirm or --revert, not both")
+    if confirm_id is not None or revert_id is not None:
+        action = "confirm" if confirm_id is not None else "revert"
+        d = resolve_drift(svc, me(), confirm_id or revert_id or 0, action)
+        click.echo(f"drift #{d.id} {d.status}")
+    found = check_alias_drift(svc, model)
+    emit([d.to_dict() for d in found],
+         ["id", "alias", "recorded_version", "mlflow_version", "detected_at"], as_json)
+
+
+def register(cli: click.Group) -> None:
+    """Add ``wb models``."""
+    cli.add_command(models)
