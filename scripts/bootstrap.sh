@@ -30,9 +30,15 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     cuda) echo "bootstrap: installing torch $TORCH_VERSION (CUDA build)"
           "${PIP[@]}" "torch==$TORCH_VERSION" ;;
     cpu)  echo "bootstrap: installing torch $TORCH_VERSION (CPU build)"
-          # A wheel cached on this machine first (offline-friendly), else PyTorch's CPU index.
-          "${PIP[@]}" --no-index "torch==$TORCH_VERSION" 2>/dev/null \
-            || "${PIP[@]}" "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu ;;
+          # A CPU wheel this machine keeps in pip's find-links first (no download), its
+          # dependencies from PyPI; else PyTorch's CPU index (never PyPI's CUDA build).
+          if "${PIP[@]}" --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null \
+             && .venv/bin/python -c 'import sys, importlib.metadata as m; sys.exit("+cpu" not in m.version("torch"))'; then
+            "${PIP[@]}" "torch==$TORCH_VERSION"
+          else
+            "${PIP[@]}" "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
+              --extra-index-url https://pypi.org/simple
+          fi ;;
     skip) ;;
     *) echo "Error: WB_TORCH must be cpu, cuda or skip (got $mode)" >&2; exit 2 ;;
   esac
