@@ -63,7 +63,8 @@ def steps() -> list[tuple[str, Callable[[Services], object]]]:
 
 @click.command("demo")
 @click.option("--if-new", is_flag=True, help="Do nothing if the demo was seeded before.")
-def demo_cmd(if_new: bool) -> None:
+@click.option("--accounts-only", is_flag=True, help="Only create the demo accounts.")
+def demo_cmd(if_new: bool, accounts_only: bool) -> None:
     """Seed the demo: accounts, runs, registered models, traffic (whatever exists)."""
     svc = services()
     if if_new and get_fact(svc.engine, DEMO_FACT):
@@ -73,6 +74,8 @@ def demo_cmd(if_new: bool) -> None:
     click.echo(f"demo: accounts ready ({', '.join(n for n, _ in PEOPLE)}); passwords of new "
                f"ones in {svc.settings.data_dir / 'demo-credentials.txt'}" if creds else
                "demo: accounts already exist")
+    if accounts_only:
+        return
     for title, step in steps():
         click.echo(f"demo: {title}...")
         step(svc)

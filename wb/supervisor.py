@@ -47,6 +47,7 @@ class Supervisor:
         self.data = settings.data_dir
         self.children: list[Child] = []
         self.redis_proc: subprocess.Popen[bytes] | None = None
+        self.demo_proc: subprocess.Popen[bytes] | None = None
         self._lock_fh: IO[str] | None = None
         self._stopping = False
 
@@ -139,13 +140,24 @@ class Supervisor:
             time.sleep(0.3)
         return False
 
-    def demo(self, env: dict[str, str]) -> None:
-        """Seed the demo once (a fact in the state DB remembers it)."""
-        result = subprocess.run([sys.executable, "-m", "wb", "demo", "--if-new"], env=env,
-                                check=False)
+    def demo_accounts(self, env: dict[str, str]) -> None:
+        """Create the demo accounts now (seconds), so the banner can say how to sign in."""
+        result = subprocess.run([sys.executable, "-m", "wb", "demo", "--if-new", "--accounts-only"],
+                                env=env, check=False)
         if result.returncode != 0:
-            click.secho("demo: seeding failed; see the output above. The stack still runs.",
-                        fg="yellow")
+            click.secho("demo: could not create the accounts; see above. Create one with "
+                        "`wb users add NAME --role admin`.", fg="yellow")
+
+    def demo_rest(self, env: dict[str, str]) -> None:
+        """Seed runs, models and traffic in the background (a minute or two on 2 cores)."""
+        logs = self.data / "logs"
+        logs.mkdir(exist_ok=True)
+        click.echo(f"demo:      seeding runs, models and traffic in the background "
+                   f"(progress in {logs / 'demo.log'})")
+        self.demo_proc = subprocess.Popen(
+            [sys.executable, "-m", "wb", "demo", "--if-new"], env=env,
+            stdout=open(logs / "demo.log", "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
 
     def banner(self) -> None:
         """Where to go and how to sign in."""
@@ -168,7 +180,10 @@ class Supervisor:
     def run(self) -> None:
         """Start everything, watch it, stop it all on Ctrl-C or SIGTERM."""
         self.lock()
-        signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
+        # Installed explicitly: a shell that starts `wb up` in the background leaves SIGINT
+        # ignored, and SIGTERM/SIGHUP (docker, a closed terminal) must stop everything too.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._interrupt)
         try:
             redis_url = self.redis_url()
             env = self.env(redis_url)
@@ -181,9 +196,11 @@ class Supervisor:
             if not self.wait_http(f"http://127.0.0.1:{s.api_port}/healthz", 120):
                 click.secho("api: not healthy after 120 s; see data/logs/api.log", fg="red")
             if self.seed_demo:
-                self.demo(env)
+                self.demo_accounts(env)
             self.wait_http(f"http://127.0.0.1:{s.workbench_port}/_stcore/health", 60)
             self.banner()
+            if self.seed_demo:
+                self.demo_rest(env)
             while not self._stopping:
                 self.watch(env)
                 time.sleep(1)
@@ -192,8 +209,11 @@ class Supervisor:
         finally:
             self.stop()
 
-    def _request_stop(self) -> None:
-        self._stopping = True
+    def _interrupt(self, signum: int, _frame: object) -> None:
+        """First signal: unwind to ``stop()``; later ones are ignored while stopping."""
+        if not self._stopping:
+            self._stopping = True
+            raise KeyboardInterrupt
 
     def watch(self, env: dict[str, str]) -> None:
         """Restart children that exited, with backoff."""
@@ -214,6 +234,9 @@ class Supervisor:
     def stop(self) -> None:
         """Stop children in reverse order (SIGTERM, then SIGKILL), then the private Redis."""
         click.echo("\nstopping...")
+        if self.demo_proc is not None and self.demo_proc.poll() is None:
+            self.demo_proc.terminate()  # an unfinished demo is resumed by the next `wb up`
+            self.demo_proc.wait(timeout=30)
         for child in reversed(self.children):
             if child.proc is not None and child.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
