@@ -50,21 +50,49 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str) -> Settings:
     """Settings with every file under tmp_path and the test's Redis."""
+    data = tmp_path / "data"
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         env=Environment.test,
-        data_dir=tmp_path / "data",
+        data_dir=data,
         redis_url=redis_url,
         secret_key="test-secret-key-0123456789abcdef",
+        # Pinned, so nothing a previous test left in MLflow's globals can redirect it.
+        mlflow_tracking_uri=f"sqlite:///{data / 'mlflow.db'}",
+        mlflow_registry_uri=f"sqlite:///{data / 'mlflow.db'}",
     )
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep a developer's WB_* / REDIS_URL out of the tests."""
+AMBIENT = ("REDIS_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _clear_ambient() -> None:
     for key in list(os.environ):
-        if key.startswith("WB_") or key in ("REDIS_URL", "MLFLOW_TRACKING_URI"):
-            monkeypatch.delenv(key, raising=False)
+        if key.startswith("WB_") or key in AMBIENT:
+            del os.environ[key]
+
+
+def _reset_mlflow_globals() -> None:
+    """MLflow keeps its URIs in module globals (and mirrors them into os.environ)."""
+    import sys
+
+    trk = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    reg = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if trk is not None:
+        trk._tracking_uri = None  # type: ignore[attr-defined]
+    if reg is not None:
+        reg._registry_uri = None  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_env() -> Iterator[None]:
+    """Keep a developer's WB_* / REDIS_URL / MLflow URIs out of every test, and keep one
+    test's MLflow URIs (globals and their os.environ mirror) out of the next."""
+    _clear_ambient()
+    _reset_mlflow_globals()
+    yield
+    _clear_ambient()
+    _reset_mlflow_globals()
 
 
 @pytest.fixture
@@ -83,4 +111,3 @@ def app(settings: Settings, services: Services) -> Flask:
     application = create_app(settings, services)
     application.config["TESTING"] = True
     return application
-
