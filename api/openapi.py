@@ -74,12 +74,13 @@ def operation(method: str, path: str, *, summary: str, tag: str,
               scope: Scope | None = Scope.read, role: Role = Role.viewer,
               body: dict[str, Any] | None = None, body_required: bool = True,
               params: list[dict[str, Any]] | None = None, errors: tuple[int, ...] = (),
-              description: str = "") -> None:
+              description: str = "", error_schema: dict[str, Any] | None = None) -> None:
     """Describe one operation; ``scope=None`` marks it public.
 
     ``responses`` maps a status to ``(description, schema)`` for JSON, or to a full OpenAPI
     response object. Protected operations get 401/403/429, body-taking ones 400/413/415,
-    and every one 503, in addition to ``errors``.
+    and every one 503, in addition to ``errors``; their body is ``error_schema`` (default:
+    the product's ``Error``; the MLflow and Open Inference faces have their own).
     """
     out: dict[str, Any] = {"summary": summary, "tags": [tag], "operationId": _op_id(method,
                                                                                  path)}
@@ -107,7 +108,8 @@ def operation(method: str, path: str, *, summary: str, tag: str,
         else:
             resp[str(status)] = spec
     for status in sorted(codes - set(responses)):
-        resp[str(status)] = {"description": ERROR_TEXT[status], "content": json_content(ERROR)}
+        resp[str(status)] = {"description": ERROR_TEXT[status],
+                             "content": json_content(error_schema or ERROR)}
     out["responses"] = resp
     OPERATIONS[(method.lower(), path)] = out
 

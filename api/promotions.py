@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from api.auth import requires, services
+from api.auth import client_ip, requires, services
 from api.events import json_body
 from mlwb import promotions as pr
 from mlwb.alias_drift import check_alias_drift, list_drift, resolve_drift
@@ -66,7 +66,8 @@ def propose(name: str) -> tuple[Response, int]:
     if "version" not in body:
         raise InputError('send {"version": N, "alias": "champion", "note": "..."}')
     promo = pr.propose(services(), g.principal, name, body["version"],
-                       alias=text(body, "alias", "champion"), note=text(body, "note"))
+                       alias=text(body, "alias", "champion"), note=text(body, "note"),
+                       ip=client_ip())
     return jsonify(promo.to_dict()), 201
 
 
@@ -86,7 +87,7 @@ def promotions() -> Response:
 def approve(promotion_id: int) -> Response:
     """Approve a proposal someone else made: the alias moves (four eyes)."""
     only(optional_body(), set())
-    return jsonify(pr.approve(services(), g.principal, promotion_id).to_dict())
+    return jsonify(pr.approve(services(), g.principal, promotion_id, ip=client_ip()).to_dict())
 
 
 @bp.post("/api/promotions/<int:promotion_id>/reject")
@@ -94,7 +95,8 @@ def approve(promotion_id: int) -> Response:
 def reject(promotion_id: int) -> Response:
     """Reject a proposal (approver), or withdraw your own."""
     body = only(optional_body(), {"note"})
-    return jsonify(pr.reject(services(), g.principal, promotion_id, text(body, "note")).to_dict())
+    return jsonify(pr.reject(services(), g.principal, promotion_id, text(body, "note"),
+                             ip=client_ip()).to_dict())
 
 
 @bp.post("/api/models/<name>/aliases/<alias>/rollback")
@@ -102,7 +104,8 @@ def reject(promotion_id: int) -> Response:
 def rollback(name: str, alias: str) -> Response:
     """Move the alias back to its previous holder."""
     body = only(optional_body(), {"reason"})
-    move = pr.rollback(services(), g.principal, name, alias, reason=text(body, "reason"))
+    move = pr.rollback(services(), g.principal, name, alias, reason=text(body, "reason"),
+                       ip=client_ip())
     return jsonify(move.to_dict())
 
 
@@ -124,7 +127,7 @@ def put_traffic(name: str) -> Response:
         raise InputError('send {"mode": "split", "weights": {"champion": 0.9, '
                          '"challenger": 0.1}, "sticky": true}')
     policy = set_traffic(services(), g.principal, name, text(body, "mode"),
-                         body.get("weights"), body.get("sticky", False))
+                         body.get("weights"), body.get("sticky", False), ip=client_ip())
     return jsonify({**policy.to_dict(),
                     "plan": pr.serving_plan(services().engine, name).to_dict()})
 
@@ -145,4 +148,5 @@ def drift(name: str) -> Response:
 def decide_drift(drift_id: int, action: str) -> Response:
     """Confirm (serve MLflow's version) or revert (put MLflow back) a detected move."""
     only(optional_body(), set())
-    return jsonify(resolve_drift(services(), g.principal, drift_id, action).to_dict())
+    return jsonify(resolve_drift(services(), g.principal, drift_id, action,
+                                 ip=client_ip()).to_dict())

@@ -29,14 +29,12 @@ from pathlib import Path
 
 from rq.job import Job
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from jobs.queues import SERIALIZER, queue  # noqa: E402
-from jobs.service import submit, wait_for  # noqa: E402
-from mlwb.redis_server import free_port, start_redis  # noqa: E402
-from mlwb.services import Services  # noqa: E402
-from mlwb.settings import Environment, Settings  # noqa: E402
-from mlwb.users import operator  # noqa: E402
+from jobs.queues import SERIALIZER, queue
+from jobs.service import submit, wait_for
+from mlwb.redis_server import free_port, start_redis
+from mlwb.services import Services
+from mlwb.settings import Environment, Settings
+from mlwb.users import operator
 
 SECRET = "bench-secret-key-0123456789abcdef"
 

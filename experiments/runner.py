@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -134,6 +135,8 @@ def run_experiment(services: Services, name: str, params: dict[str, Any],
         "wb.code_version": tracking.code_version(), "wb.attempt": str(options.attempt),
         **options.tags,
     }
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # the GPU a worker is bound to
+        tags["wb.cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     if options.job_id:
         tags["wb.job_id"] = options.job_id
     if options.parent_run_id:

@@ -133,6 +133,14 @@ def reconcile_runs(now: float | None = None) -> list[str]:
     ended = []
     for run in runs:
         job_id = run.data.tags.get("wb.job_id")
+        age = now - run.info.start_time / 1000
+        sweep_id = run.data.tags.get("wb.sweep_id")
+        if not job_id and sweep_id and age > defaults.ORPHAN_RUN_GRACE and not svc.redis.exists(
+                defaults.SWEEP_KEY.format(sweep_id=sweep_id)):
+            # A sweep's parent run whose record Redis lost (hard kill): nobody can close it.
+            if end_run(client, run.info.run_id, "FAILED", "the sweep's record was lost"):
+                ended.append(run.info.run_id)
+            continue
         if not job_id:
             continue
         try:
@@ -141,7 +149,6 @@ def reconcile_runs(now: float | None = None) -> list[str]:
             current = job.get_meta(refresh=False).get("run_id")
         except Exception:
             job, status, current = None, None, None
-        age = now - run.info.start_time / 1000
         if status == JobStatus.STARTED and (current == run.info.run_id
                                             or age < defaults.ORPHAN_RUN_GRACE):
             continue

@@ -165,7 +165,7 @@ def submit(services: Services, principal: Principal, experiment: str, params: di
 def _fetch(services: Services, job_id: str) -> Job:
     try:
         return Job.fetch(job_id, connection=services.redis, serializer=SERIALIZER)
-    except NoSuchJobError:
+    except (NoSuchJobError, ValueError):  # ValueError: not even a valid job id
         raise NotFound(f"no job {job_id!r} (finished jobs are kept {defaults.RESULT_TTL // 86400}"
                        " days); see `wb jobs list`", job_id=job_id) from None
 

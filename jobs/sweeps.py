@@ -72,6 +72,9 @@ def plan(experiment: str, grid: dict[str, list[Any]] | None = None, n_random: in
     """The trials' params: the grid's product, or ``n_random`` draws (grid values and ranges)."""
     grid = grid or {}
     fixed = fixed or {}
+    size = n_random or math.prod(len(v) for v in grid.values())
+    if size > MAX_TRIALS:  # checked before anything is generated
+        raise Unprocessable(f"{size} trials; at most {MAX_TRIALS} per sweep", field="grid")
     combos = [dict(zip(grid, vals, strict=True)) for vals in itertools.product(*grid.values())]
     if not n_random:
         trials = [{**fixed, **c} for c in combos]

@@ -97,4 +97,5 @@ def run_worker(settings: Settings, gpu: int | None = None, queues: list[str] | N
     context.install_fork_hook()
     worker = build_worker(services, queues, name)
     log.info("worker %s on %s (gpu=%s)", worker.name, ",".join(queues), gpu)
-    return bool(worker.work(burst=burst, logging_level="INFO", with_scheduler=True))
+    # No scheduler: retries re-enqueue at once, nothing is scheduled for later.
+    return bool(worker.work(burst=burst, logging_level="INFO", with_scheduler=False))

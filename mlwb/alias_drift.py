@@ -157,7 +157,7 @@ def check_alias_drift(services: Services, model: str,
 
 
 def resolve_drift(services: Services, principal: Principal, drift_id: int,
-                  action: str = "confirm") -> Drift:
+                  action: str = "confirm", ip: str | None = None) -> Drift:
     """Confirm (the record follows MLflow) or revert (MLflow follows the record); approver+."""
     if action not in ("confirm", "revert"):
         raise InputError(f"action must be confirm or revert, got {action!r}")
@@ -190,7 +190,7 @@ def resolve_drift(services: Services, principal: Principal, drift_id: int,
     audit(services.sink, principal.actor, f"alias.drift_{status}", f"model:{r.model}@{r.alias}",
           before={"version": r.recorded_version},
           after={"version": r.mlflow_version if action == "confirm" else r.recorded_version,
-                 "drift_id": r.id})
+                 "drift_id": r.id}, ip=ip)
     return _get(services.engine, r.id)
 
 
@@ -198,3 +198,12 @@ def _get(engine: Engine, drift_id: int) -> Drift:
     with engine.connect() as conn:
         r = conn.execute(sa.select(alias_drift_t).where(alias_drift_t.c.id == drift_id)).one()
     return Drift.from_row(r)
+
+
+def open_counts(engine: Engine) -> dict[str, int]:
+    """Model -> number of open differences (for a metrics gauge or a workbench badge)."""
+    ensure_tables(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(alias_drift_t.c.model, sa.func.count()).where(
+            alias_drift_t.c.status == "open").group_by(alias_drift_t.c.model)).all()
+    return {model: int(n) for model, n in rows}

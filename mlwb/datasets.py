@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mlwb.audit import audit
-from mlwb.db import metadata
+from mlwb.db import create_tables, metadata
 from mlwb.errors import Conflict, InputError, NotFound
 from mlwb.events import EventSink
 from mlwb.settings import Settings
@@ -140,7 +140,7 @@ class DatasetStore:
         self.settings = settings
         self.engine = engine
         self.sink = sink
-        metadata.create_all(engine, tables=[datasets], checkfirst=True)
+        create_tables(engine, [datasets])
 
     def _root(self) -> str:
         return f"{self.settings.artifact_location.rstrip('/')}/datasets"

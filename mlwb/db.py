@@ -70,8 +70,23 @@ def make_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine, checkfirst=True)
+    create_tables(engine)
     return engine
+
+
+def create_tables(engine: Engine, tables: list[sa.Table] | None = None) -> None:
+    """Create missing tables; tolerate another process creating them at the same moment."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine, tables=tables, checkfirst=True)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            # "table ... already exists": a sibling process won the race; check again.
+            if attempt == 4:
+                raise
+            import time
+
+            time.sleep(0.2 * (attempt + 1))
 
 
 @functools.lru_cache(maxsize=8)

@@ -223,7 +223,7 @@ def person(principal: Principal) -> str:
 
 
 def propose(services: Services, principal: Principal, model: str, version: str | int,
-            alias: str = "champion", note: str = "") -> Promotion:
+            alias: str = "champion", note: str = "", ip: str | None = None) -> Promotion:
     """Propose ``version`` of ``model`` for ``alias`` (scientist+); supersedes older proposals."""
     principal.require(Role.scientist, Scope.promote, "proposing a promotion")
     check_model_name(model)
@@ -249,7 +249,7 @@ def propose(services: Services, principal: Principal, model: str, version: str |
         ).returning(promotions_t.c.id)).scalar_one()
     promo = get_promotion(services.engine, new_id)
     audit(services.sink, principal.actor, "promotion.proposed", f"model:{model}@{alias}",
-          after={**promo.to_dict(), "superseded": list(superseded)})
+          after={**promo.to_dict(), "superseded": list(superseded)}, ip=ip)
     return promo
 
 
@@ -264,7 +264,8 @@ def _pending(conn: Connection, promotion_id: int) -> Any:
     return r
 
 
-def approve(services: Services, principal: Principal, promotion_id: int) -> Promotion:
+def approve(services: Services, principal: Principal, promotion_id: int,
+            ip: str | None = None) -> Promotion:
     """Approve someone else's proposal (approver+): MLflow's alias and our history move."""
     principal.require(Role.approver, Scope.promote, "approving a promotion")
     ensure_tables(services.engine)
@@ -288,12 +289,12 @@ def approve(services: Services, principal: Principal, promotion_id: int) -> Prom
         set_mlflow_alias(client, r.model, r.alias, r.version)
     promo = get_promotion(services.engine, r.id)
     audit(services.sink, principal.actor, "promotion.approved", f"model:{r.model}@{r.alias}",
-          before={"version": move.previous_version}, after=promo.to_dict())
+          before={"version": move.previous_version}, after=promo.to_dict(), ip=ip)
     return promo
 
 
 def reject(services: Services, principal: Principal, promotion_id: int,
-           note: str = "") -> Promotion:
+           note: str = "", ip: str | None = None) -> Promotion:
     """Reject a pending proposal (approver+, or the proposer withdrawing it)."""
     ensure_tables(services.engine)
     with services.engine.begin() as conn:
@@ -305,7 +306,7 @@ def reject(services: Services, principal: Principal, promotion_id: int,
             approved_at=utcnow()))
     promo = get_promotion(services.engine, r.id)
     audit(services.sink, principal.actor, "promotion.rejected", f"model:{r.model}@{r.alias}",
-          after={**promo.to_dict(), "reason": note})
+          after={**promo.to_dict(), "reason": note}, ip=ip)
     return promo
 
 
@@ -322,7 +323,7 @@ def _holders(moves: list[AliasMove]) -> list[str | None]:
 
 
 def rollback(services: Services, principal: Principal, model: str, alias: str = "champion",
-             reason: str = "") -> AliasMove:
+             reason: str = "", ip: str | None = None) -> AliasMove:
     """Move ``alias`` back to the holder before the current one (approver+)."""
     principal.require(Role.approver, Scope.promote, "rolling back an alias")
     check_model_name(model)
@@ -340,7 +341,7 @@ def rollback(services: Services, principal: Principal, model: str, alias: str = 
         set_mlflow_alias(client, model, alias, target)
     audit(services.sink, principal.actor, "alias.rolled_back", f"model:{model}@{alias}",
           before={"version": move.previous_version},
-          after={"version": target, "reason": reason})
+          after={"version": target, "reason": reason}, ip=ip)
     return move
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mlwb.db import metadata
+from mlwb.db import create_tables, metadata
 
 model_hashes = sa.Table(
     "model_hashes",
@@ -30,7 +30,7 @@ model_hashes = sa.Table(
 
 def ensure_tables(engine: Engine) -> None:
     """Create this module's tables if missing (idempotent)."""
-    metadata.create_all(engine, tables=[model_hashes], checkfirst=True)
+    create_tables(engine, [model_hashes])
 
 
 def artifact_digest(path: Path) -> str:

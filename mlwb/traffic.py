@@ -92,7 +92,8 @@ def policy_in(conn: Connection, model: str) -> TrafficPolicy:
 
 
 def set_traffic(services: Services, principal: Principal, model: str, mode: str,
-                weights: dict[str, float] | None = None, sticky: bool = False) -> TrafficPolicy:
+                weights: dict[str, float] | None = None, sticky: bool = False,
+                ip: str | None = None) -> TrafficPolicy:
     """Set ``model``'s traffic policy (approver+); split weights are normalised to sum 1."""
     principal.require(Role.approver, Scope.promote, "setting a traffic policy")
     check_model_name(model)
@@ -119,7 +120,7 @@ def set_traffic(services: Services, principal: Principal, model: str, mode: str,
             set_by=principal.actor, set_at=now))
     policy = TrafficPolicy(model, tmode.value, norm, sticky, principal.actor, now)
     audit(services.sink, principal.actor, "traffic.set", f"model:{model}",
-          before=before.to_dict(), after=policy.to_dict())
+          before=before.to_dict(), after=policy.to_dict(), ip=ip)
     return policy
 
 

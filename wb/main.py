@@ -16,7 +16,7 @@ from mlwb.errors import WorkbenchError
 
 # Modules with a ``register(cli)`` function, in help order.
 COMMAND_MODULES = ["wb.stack", "wb.users", "wb.tokens", "wb.audit", "wb.demo", "wb.models",
-                   "wb.experiments", "wb.jobs", "wb.data", "wb.runs"]
+                   "wb.experiments", "wb.jobs", "wb.data", "wb.runs", "wb.predictions"]
 
 
 class WorkbenchGroup(click.Group):

@@ -13,6 +13,7 @@ import click
 from mlwb import promotions as pr
 from mlwb.alias_drift import check_alias_drift, resolve_drift
 from mlwb.errors import InputError
+from mlwb.explain import explain
 from mlwb.traffic import set_traffic
 from wb.context import emit, json_option, me, services
 
@@ -139,6 +140,37 @@ def drift(model: str, confirm_id: int | None, revert_id: int | None, as_json: bo
     found = check_alias_drift(svc, model)
     emit([d.to_dict() for d in found],
          ["id", "alias", "recorded_version", "mlflow_version", "detected_at"], as_json)
+
+
+@models.command("explain")
+@click.argument("model")
+@click.option("--row", "rows", multiple=True, required=True,
+              help='One row as JSON, e.g. \'{"age": 41, "bmi": 22.5}\' (repeatable).')
+@click.option("--version", default=None, help="Explain this version (default: the champion).")
+@click.option("--alias", default=None, help="Explain the version holding this alias.")
+@click.option("--top", default=10, show_default=True, help="Features shown per row.")
+@json_option
+def explain_cmd(model: str, rows: tuple[str, ...], version: str | None, alias: str | None,
+                top: int, as_json: bool) -> None:
+    """Per-feature attributions for rows of MODEL (they sum to its output)."""
+    instances = []
+    for i, text in enumerate(rows):
+        try:
+            instances.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--row {i + 1} is not JSON: {exc.msg}") from None
+    out = explain(services(), me(), model, instances, version=version, alias=alias)
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"{model} v{out['version']}; background: {out['background_rows']} rows of "
+               f"{out['background_source']}")
+    for i, ex in enumerate(out["explanations"]):
+        click.echo(f"row {i + 1}: {ex['output']} = {ex['output_value']:.4g} "
+                   f"(base {ex['base_value']:.4g}, {ex['method']})")
+        ranked = sorted(ex["attributions"].items(), key=lambda kv: -abs(kv[1]))[:top]
+        emit([{"feature": f, "attribution": f"{v:+.4g}"} for f, v in ranked],
+             ["feature", "attribution"], False)
 
 
 def register(cli: click.Group) -> None:

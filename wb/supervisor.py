@@ -21,6 +21,7 @@ from typing import IO
 
 import click
 
+from mlwb.db import engine_for
 from mlwb.errors import ConfigError
 from mlwb.redis_server import answers, start_redis
 from mlwb.settings import Settings
@@ -189,6 +190,7 @@ class Supervisor:
             env = self.env(redis_url)
             os.environ.update({"REDIS_URL": redis_url})
             self.init_mlflow()
+            engine_for(self.settings.state_url)  # create the state DB before children race
             self.plan()
             for child in self.children:
                 self.start(child, env)

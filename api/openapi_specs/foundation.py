@@ -44,6 +44,9 @@ operation("post", "/login", summary="Sign in with a username and password", tag=
                      429: {"description": "Too many failed sign-ins",
                            "content": {**json_content({"$ref": "#/components/schemas/Error"}),
                                        **HTML}}})
+operation("get", "/logout", summary="The sign-out page (a button that posts /logout)",
+          tag="auth", scope=None,
+          responses={200: {"description": "HTML sign-out form", "content": HTML}})
 operation("post", "/logout", summary="End the session", tag="auth", scope=None,
           responses={200: ("Signed out (JSON request)", obj({"signed_out": {"type": "boolean"}},
                                                             required=("signed_out",))),

@@ -119,7 +119,11 @@ def _json_frame(body: Any) -> tuple[pd.DataFrame | list[dict[str, Any]], dict[st
             raise InputError(f"{key}: columns must be arrays of the same length ({exc})"
                              ) from None
     if not isinstance(parsed, pd.DataFrame):
-        parsed = pd.DataFrame(parsed)
+        try:
+            parsed = pd.DataFrame(parsed)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{key} must be rows (an array of arrays or of objects) or "
+                             f"columns (an object of arrays): {exc}") from None
     return parsed, params
 
 

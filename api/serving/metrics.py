@@ -116,8 +116,9 @@ class _RedisCollector(Collector):
         raw = self.redis.hgetall(KEY)
         series: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
         for k, v in raw.items():
-            *labels, stat = k.decode().split("\t")
-            series[tuple(labels)][stat] = float(v)
+            text = k.decode() if isinstance(k, bytes) else str(k)
+            *names, stat = text.split("\t")
+            series[tuple(names)][stat] = float(v)
         requests = CounterMetricFamily("wb_predict_requests", "Prediction requests served.",
                                        labels=LABELS)
         errors = CounterMetricFamily("wb_predict_errors", "Prediction requests that failed.",
@@ -127,23 +128,23 @@ class _RedisCollector(Collector):
                                         labels=("model", "version", "arm"))
         hist: dict[tuple[str, ...], list[float]] = defaultdict(
             lambda: [0.0] * (len(BUCKETS) + 2))
-        for labels, stats in sorted(series.items()):
-            if len(labels) != len(LABELS):
+        for key, stats in sorted(series.items()):
+            if len(key) != len(LABELS):
                 continue
             count = stats.get("count", 0.0)
-            requests.add_metric(list(labels), count)
-            if int(labels[4]) >= 400:
-                errors.add_metric(list(labels), count)
-            h = hist[labels[:3]]
+            requests.add_metric(list(key), count)
+            if int(key[4]) >= 400:
+                errors.add_metric(list(key), count)
+            h = hist[key[:3]]
             for i in range(len(BUCKETS) + 1):
                 h[i] += stats.get(f"b{i}", 0.0)
             h[-1] += stats.get("sum", 0.0)
-        for labels, h in hist.items():
+        for key3, h in hist.items():
             cumulative, buckets = 0.0, []
             for i, bound in enumerate((*BUCKETS, float("inf"))):
                 cumulative += h[i]
                 buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
-            latency.add_metric(list(labels), buckets, h[-1])
+            latency.add_metric(list(key3), buckets, h[-1])
         yield requests
         yield errors
         yield latency

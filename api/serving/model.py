@@ -30,6 +30,7 @@ from mlflow.artifacts import download_artifacts
 from mlflow.utils.yaml_utils import write_yaml
 from sqlalchemy.engine import Engine
 
+from api.serving.batcher import MAX_BATCH, Batcher
 from api.serving.linear import LinearKernel, compile_linear
 from api.serving.output import Output
 from api.serving.schema import InputSchema, Parsed
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 def version_artifact_uri(client: mlflow.MlflowClient, name: str, version: str) -> tuple[str, str]:
     """``(artifact URI, run id)`` of a registered version (MLflow 3 logged models and runs)."""
+    if not str(version).isdigit():
+        raise NotFound(f"model {name!r} has no version {version!r}; versions are numbers, see "
+                       "`wb models list`", model=name, version=str(version)[:40])
     try:
         mv = client.get_model_version(name, version)
     except mlflow.exceptions.MlflowException as exc:
@@ -64,6 +68,7 @@ def fetch_verified(
     Returns ``(local path, run id)``; raises Conflict (409) when the hash is missing or
     differs: such a version is never loaded.
     """
+    uri, run_id = version_artifact_uri(client, name, version)  # 404 before anything else
     expected = expected_hash(engine, name, version)
     if expected is None:
         raise Conflict(
@@ -71,7 +76,6 @@ def fetch_verified(
             "so it cannot be verified and is not served; register it through ml-workbench "
             "(`wb run` / the experiments API), which records the hash",
             model=name, version=version)
-    uri, run_id = version_artifact_uri(client, name, version)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     dest.mkdir(parents=True, exist_ok=True)
     target = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=dest))
@@ -100,7 +104,8 @@ def fetch_verified(
 class LoadedModel:
     """A verified model version held in memory by one API process."""
 
-    def __init__(self, name: str, version: str, run_id: str, pyfunc: Any) -> None:
+    def __init__(self, name: str, version: str, run_id: str, pyfunc: Any,
+                 max_batch: int = MAX_BATCH) -> None:
         self.name = name
         self.version = version
         self.run_id = run_id
@@ -111,12 +116,16 @@ class LoadedModel:
         self.device = "cpu"
         self._raw: Any = None
         self._linear: LinearKernel | None = None
+        self._columns: list[int] | None = None
+        self._feature_names: list[str] = []
+        self.max_batch = max_batch
+        self.batcher: Batcher | None = None
         self._lock = threading.Lock()  # a torch module is not re-entrant on one stream
         self._select_fast_path()
 
     @classmethod
     def load(cls, client: mlflow.MlflowClient, engine: Engine, name: str, version: str,
-             dest: Path) -> LoadedModel:
+             dest: Path, max_batch: int = MAX_BATCH) -> LoadedModel:
         """Download, verify and load ``name`` version ``version``."""
         local, run_id = fetch_verified(client, engine, name, version, dest)
         try:
@@ -124,7 +133,7 @@ class LoadedModel:
         except Exception as exc:
             raise StoreError(f"model {name!r} version {version} could not be loaded: {exc}",
                              model=name, version=version) from exc
-        return cls(name, version, run_id, pyfunc)
+        return cls(name, version, run_id, pyfunc, max_batch)
 
     def _select_fast_path(self) -> None:
         flavors = self.pyfunc.metadata.flavors
@@ -149,6 +158,19 @@ class LoadedModel:
             self.classes = list(np.asarray(classes).tolist())
             # experiments.pyfunc puts its module on CUDA when present at load_context
             self.device = str(getattr(python_model, "device", "cpu"))
+            names = list(getattr(python_model, "feature_names", []) or [])
+            if self.kind == "torch" and self.schema is not None and set(names) <= set(
+                    self.schema.names) and names:
+                # Feature columns as positions in the validated matrix (signature order).
+                self._columns = [self.schema.names.index(n) for n in names]
+                self._feature_names = names
+                self.batcher = Batcher(self._logits, self.max_batch)
+            if self.device == "cpu":
+                import torch
+
+                # Request threads are the parallelism of an API process; intra-op threads on
+                # top of them only contend for the same cores on row-sized inputs.
+                torch.set_num_threads(1)
 
     def predict(self, parsed: Parsed, params: dict[str, Any] | None = None) -> Output:
         """Predictions (and class probabilities) for a validated request.
@@ -162,6 +184,8 @@ class LoadedModel:
             return self._linear.predict(x)
         if self.kind == "sklearn":
             return self._sklearn(parsed.frame)
+        if self.kind == "torch" and self._columns is not None:
+            return self._torch(parsed)
         if self.kind in ("torch", "python"):
             import torch
 
@@ -169,6 +193,30 @@ class LoadedModel:
                 proba = np.asarray(self._raw.predict_proba(parsed.frame))
             return self._from_proba(proba)
         return Output(_to_list(self.pyfunc_predict(parsed.frame, params)))
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """One forward pass of the module on float32 rows (called by the batcher)."""
+        import torch
+
+        with torch.inference_mode():  # an eval-mode module is safe to share between threads
+            out = self._raw.module(torch.as_tensor(x, device=self._raw.device)).float()
+        return out.cpu().numpy()  # type: ignore[no-any-return]
+
+    def _torch(self, parsed: Parsed) -> Output:
+        """experiments.pyfunc's forward pass without its DataFrame round trip: the same
+        float32 input, module and softmax, so the same answers as ``pyfunc.predict``;
+        concurrent requests share forward passes (``api.serving.batcher``)."""
+        if parsed.matrix is not None:
+            x = parsed.matrix[:, self._columns]
+        else:
+            x = parsed.frame[self._feature_names].to_numpy(dtype=np.float64)
+        assert self.batcher is not None
+        logits = self.batcher(x.astype(np.float32))
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        proba = e / e.sum(axis=1, keepdims=True)
+        assert self.classes is not None
+        preds = np.asarray(self.classes)[logits.argmax(axis=1)].tolist()
+        return Output(preds, _proba_dicts(proba, self.classes))
 
     def _sklearn(self, frame: pd.DataFrame) -> Output:
         model = self._raw

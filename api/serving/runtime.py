@@ -21,8 +21,9 @@ from typing import Any
 import mlflow
 from sqlalchemy.engine import Engine
 
+from api.serving.batcher import MAX_BATCH
 from api.serving.model import LoadedModel
-from mlwb.errors import NotFound, StoreError, WorkbenchError
+from mlwb.errors import Conflict, NotFound, StoreError, WorkbenchError
 from mlwb.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class ModelRuntime:
         self._plans: dict[str, tuple[float, Any]] = {}
         self._refreshing: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self.max_batch = MAX_BATCH  # torch micro-batching; 1 switches it off
 
     @property
     def client(self) -> mlflow.MlflowClient:
@@ -112,7 +114,7 @@ class ModelRuntime:
             if found is None:
                 started = time.perf_counter()
                 found = LoadedModel.load(self.client, self.engine, name, str(version),
-                                         self.cache_dir)
+                                         self.cache_dir, self.max_batch)
                 log.info("loaded %s v%s (%s, %s) in %.2fs", name, version, found.kind,
                          found.device, time.perf_counter() - started)
                 self._models[key] = found
@@ -206,8 +208,8 @@ class ModelRuntime:
                 mlflow_plan(self.client, name)  # 404 for a model that does not exist at all
             reason = ("its champion was moved outside ml-workbench and awaits an approver's "
                       "confirmation" if champion in blocked else "it has no champion yet")
-            raise StoreError(f"model {name!r} cannot be served: {reason}. Promote a version "
-                             f"(`wb models promote {name} VERSION`).", model=name)
+            raise Conflict(f"model {name!r} cannot be served: {reason}. Promote a version "
+                           f"(`wb models promote {name} VERSION`).", model=name)
         primary = Arm(champion, "champion", "champion")
         if challenger is None or challenger == champion:
             return primary, None

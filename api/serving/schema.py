@@ -209,7 +209,10 @@ class InputSchema:
             # Fast path for the common all-numeric signature: one 2-D array, one check pass.
             ok = all(type(v) is float or type(v) is int for r in rows for v in r)
             if ok:
-                arr = np.array(rows, dtype=np.float64)
+                try:
+                    arr = np.array(rows, dtype=np.float64)
+                except OverflowError:  # an integer beyond float64: the column check says so
+                    arr = np.array([[math.nan]])
                 if np.isfinite(arr).all():
                     out = received if received is not None else [
                         dict(zip(names, r, strict=True)) for r in rows]

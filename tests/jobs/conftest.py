@@ -39,12 +39,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
 class WorkerProc:
     """A real `wb worker` subprocess in its own process group."""
 
-    def __init__(self, settings: Settings, log: Path, name: str) -> None:
+    def __init__(self, settings: Settings, log: Path, name: str, *args: str) -> None:
         self.name = name
         self.log = log
         self.fh = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wb", "worker", "--name", name],
+            [sys.executable, "-m", "wb", "worker", "--name", name, *args],
             env=worker_env(settings), stdout=self.fh, stderr=subprocess.STDOUT,
             start_new_session=True)
 
@@ -59,20 +59,40 @@ class WorkerProc:
             time.sleep(0.2)
         raise AssertionError(f"worker not ready: {self.log.read_text()[-3000:]}")
 
+    def session_pids(self) -> list[int]:
+        """The worker and its work horses (a horse has its own process group but stays in
+        the worker's session)."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.getsid(int(entry)) == self.proc.pid:
+                        pids.append(int(entry))
+                except OSError:
+                    continue
+        return pids
+
     def kill_group(self) -> None:
-        """SIGKILL the worker's whole process group."""
+        """SIGKILL the worker's whole process group (its horse lives on, as on a real box)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        """Stop the worker (SIGKILL its group if a warm shutdown takes too long)."""
+        """Stop the worker and any horse still training (a failed test may leave one)."""
         if self.proc.poll() is None:
+            # Two SIGTERMs: RQ's cold shutdown, which kills a running horse.
             self.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill_group()
+        for pid in self.session_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.fh.close()
 
 

@@ -80,6 +80,8 @@ def test_run_list_cancel_and_data_round_trip(run: Invoke, tmp_path: Path) -> Non
     assert added.exit_code == 0 and "tiny@" in added.output
     assert "categorical" in run("data", "show", "tiny").output
     assert "tiny" in run("data", "list").output
+    once = run("jobs", "maintain", "--once")
+    assert once.exit_code == 0 and "'abandoned': 0" in once.output
 
 
 def test_runs_reproduce_here_matches(run: Invoke, settings: Settings) -> None:
@@ -106,3 +108,27 @@ def test_a_graceful_redis_restart_keeps_queued_jobs(tmp_path: Path, settings: Se
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_api_refuses_bad_jobs_before_queueing_anything(app, services) -> None:  # type: ignore[no-untyped-def]
+    from mlwb.roles import Role, Scope
+    from tests.factories import make_token, make_user
+
+    make_user(services, "sci", Role.scientist)
+    _, token = make_token(services, "sci", (Scope.read, Scope.jobs))
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    cases = [
+        ("/api/jobs", {"experiment": "wine_rf", "params": {"max_depth": "deep"}}, 422,
+         "max_depth"),
+        ("/api/jobs", {"experiment": "wine_rf", "colour": "red"}, 400, "colour"),
+        ("/api/jobs", {"experiment": "nope"}, 404, "no experiment named 'nope'"),
+        ("/api/jobs", {"experiment": "wine_rf", "timeout": "soon"}, 400, "timeout"),
+    ]
+    for path, body, status, words in cases:
+        resp = client.post(path, json=body, headers=auth)
+        assert resp.status_code == status, (body, resp.get_json())
+        assert words in resp.get_json()["message"], resp.get_json()
+    assert queue(services.redis).count == 0 and not services.redis.exists("wb:jobs:index")
+    assert client.get("/api/experiments/wine_rf", headers=auth).get_json()["params"]
+    assert client.get("/api/jobs/nope", headers=auth).status_code == 404

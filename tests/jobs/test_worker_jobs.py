@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import mlflow
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from rq.job import Job
 
 from experiments.data import load_builtin
-from experiments.tracking import client_for
+from experiments.tracking import client_for, tracking
+from jobs.queues import SERIALIZER
 from jobs.service import cancel_job, get_job, submit, wait_for
 from jobs.sweeps import get_sweep, plan, start_sweep
 from mlwb.registry import expected_hash
@@ -24,9 +28,10 @@ pytestmark = pytest.mark.slow
 LONG = {"epochs": 500, "patience": 200, "batch_size": 8, "device": "cpu"}
 
 
-def running_with_run(svc: Services, job_id: str) -> Any:
+def running_with_run(svc: Services, job_id: str, not_run: str | None = None) -> Any:
     info = get_job(svc, OPERATOR, job_id)
-    return info if info.status == "running" and info.run_id else None
+    ok = info.status == "running" and info.run_id and info.run_id != not_run
+    return info if ok else None
 
 
 def test_submit_trains_logs_and_registers(worker: WorkerProc, job_services: Services) -> None:
@@ -52,11 +57,8 @@ def test_submit_trains_logs_and_registers(worker: WorkerProc, job_services: Serv
     # The registered version loads through pyfunc and predicts on named columns.
     version = info.result["version"]  # type: ignore[index]
     assert expected_hash(svc.engine, "digits_mlp", version)
-    mlflow.set_tracking_uri(svc.settings.tracking_uri)
-    try:
+    with tracking(svc.settings):
         model = mlflow.pyfunc.load_model(f"models:/digits_mlp/{version}")
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
     frame = load_builtin("digits").head(40)
     pred = model.predict(frame.drop(columns=["target"]))
     assert (np.asarray(pred) == frame["target"].to_numpy()).mean() > 0.8
@@ -74,8 +76,9 @@ def test_cancel_stops_a_running_job_and_kills_its_run(worker: WorkerProc,
     svc = job_services
     info = submit(svc, OPERATOR, "digits_cnn", LONG)
     running = wait_until(lambda: running_with_run(svc, info.id), what="job running")
-    after = cancel_job(svc, OPERATOR, info.id)
-    assert after.status == "cancelled"
+    cancel_job(svc, OPERATOR, info.id)
+    wait_until(lambda: get_job(svc, OPERATOR, info.id).status == "cancelled", timeout=60,
+               what="job cancelled")
     run = client_for(svc.settings).get_run(running.run_id)
     wait_until(lambda: client_for(svc.settings).get_run(running.run_id).info.status
                == "KILLED", timeout=30, what="run KILLED")
@@ -144,3 +147,56 @@ def test_api_submit_uses_the_same_service(worker: WorkerProc, job_services: Serv
     again = client.post(f"/api/jobs/{body['id']}/cancel", headers=auth)
     assert again.status_code == 409
     assert client.get(f"/api/jobs/{body['id']}/logs", headers=auth).get_json()["lines"]
+
+
+def test_cli_run_wait_follows_progress_to_the_end(worker: WorkerProc, job_services: Services,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from mlwb.settings import get_settings
+    from tests.jobs.conftest import worker_env
+    from wb import context
+    from wb.main import cli
+
+    for key, value in worker_env(job_services.settings).items():
+        if key.startswith("WB_") or key == "REDIS_URL":
+            monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    context.services.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["run", "breast_cancer_mlp", "-p", "epochs=3", "-p",
+                                          "device=cpu", "--wait", "--json"])
+        assert result.exit_code == 0, result.output
+        row = json.loads(result.output.strip().splitlines()[-1])
+        assert row["status"] == "finished" and row["progress"].startswith("finished 3/3")
+        failed = CliRunner().invoke(cli, ["run", "digits_cnn", "-p", "epochs=500", "-p",
+                                          "batch_size=8", "--timeout", "6", "--retries", "0",
+                                          "--wait"])
+        assert failed.exit_code == 1 and "failed" in failed.output
+    finally:
+        get_settings.cache_clear()
+        context.services.cache_clear()
+
+
+def test_sigkill_of_the_horse_fails_the_run_and_retries_into_a_new_run(
+        worker: WorkerProc, job_services: Services) -> None:
+    """The worker parent ends the dead horse's run FAILED; RQ retries into a new run."""
+    svc = job_services
+    job = submit(svc, OPERATOR, "digits_cnn", LONG, retries=1)
+    first = wait_until(lambda: running_with_run(svc, job.id), what="first attempt running")
+    pid = Job.fetch(job.id, connection=svc.redis, serializer=SERIALIZER).get_meta()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    second = wait_until(lambda: running_with_run(svc, job.id, first.run_id), timeout=120,
+                        what="retry running in a new run")
+    client = client_for(svc.settings)
+    old = client.get_run(first.run_id)
+    assert old.info.status == "FAILED"
+    assert "signal 9" in old.data.tags["wb.end_reason"]
+    assert "retried" in old.data.tags["wb.end_reason"]
+    assert second.runs == [first.run_id, second.run_id]
+    assert second.attempts == 2
+    cancel_job(svc, OPERATOR, job.id)
+    wait_until(lambda: client.get_run(second.run_id).info.status == "KILLED", timeout=30,
+               what="second run KILLED")

@@ -6,8 +6,11 @@ model), so alias moves in one test never touch another's.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +75,7 @@ def shared_store(base: Path) -> Store:
     base.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{base / 'mlflow.db'}"
     artifact_root = (base / "artifacts").as_uri()
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)  # tests only: the fluent API logs models most simply
-    try:
+    with global_uris(uri):  # tests only: the fluent API logs models most simply
         client = mlflow.MlflowClient(tracking_uri=uri)
         exp = client.create_experiment("tests", artifact_location=artifact_root)
         rng = np.random.default_rng(0)
@@ -88,8 +89,6 @@ def shared_store(base: Path) -> Store:
         cy = data.target.iloc[:200]
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(cx, cy)
         classifier = _log(clf, cx, cy, exp, True)
-    finally:
-        mlflow.set_tracking_uri(previous)
     _STORE["store"] = Store(uri, artifact_root, linear, bare, classifier)
     return _STORE["store"]
 
@@ -97,6 +96,7 @@ def shared_store(base: Path) -> Store:
 def with_store(settings: Settings, store: Store) -> Settings:
     """``settings`` pointed at the shared MLflow store."""
     return settings.model_copy(update={"mlflow_tracking_uri": store.uri,
+                                       "mlflow_registry_uri": store.uri,
                                        "artifact_root": store.artifact_root})
 
 
@@ -107,9 +107,35 @@ def register(services: Services, store: Store, versions: int = 3, kind: str = "l
     name = name or f"{kind}-{next(_counter)}"
     client = mlflow.MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
     client.create_registered_model(name)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_uri)
-    digest = artifact_digest(Path(local))
     for _ in range(versions):
         mv = client.create_model_version(name, source=logged.artifact_uri, run_id=logged.run_id)
+        # The hash exactly as experiments.tracking.register records it (serving checks it).
+        with global_uris(store.uri), tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp)
+            digest = artifact_digest(Path(local))
         record_hash(services.engine, name, mv.version, digest, logged.run_id)
     return name
+
+
+@contextlib.contextmanager
+def global_uris(uri: str) -> Iterator[None]:
+    """MLflow's global tracking and registry URIs set to ``uri`` for a moment (tests only)."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    # Restore exactly: set_*_uri also export MLFLOW_*_URI, which Settings would then read.
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri,
+             {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")})
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved[0])
+        registry_utils._registry_uri = saved[1]
+        for key, value in saved[2].items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from mlwb import promotions as pr
-from mlwb.alias_drift import check_alias_drift, list_drift, resolve_drift
+from mlwb.alias_drift import check_alias_drift, list_drift, open_counts, resolve_drift
 from mlwb.errors import Conflict, PermissionDenied
 from mlwb.services import Services
 from mlwb.users import Principal
@@ -30,6 +30,7 @@ def test_direct_move_is_detected_blocked_and_confirmed(
     assert check_alias_drift(services, model) == found  # known: recorded once
     plan = pr.serving_plan(services.engine, model)
     assert (plan.champion, plan.blocked) == ("1", ["3"])
+    assert open_counts(services.engine)[model] == 1
 
     with pytest.raises(PermissionDenied):
         resolve_drift(services, people["sam"], found[0].id)

@@ -66,3 +66,8 @@ def test_cli_promotion_cycle(run, services: Services, people: dict[str, Principa
     assert item["mlflow_version"] == "1"
     assert run("models", "drift", model, "--revert", str(item["id"])).exit_code == 0
     assert run("models", "promote", model, "9").output.startswith("Error: model")
+
+    shown = run("models", "explain", model, "--row", '{"a": 1, "b": 2, "c": 3, "d": 4}')
+    assert shown.exit_code == 0 and "prediction =" in shown.output and "FEATURE" in shown.output
+    bad = run("models", "explain", model, "--row", "{a: 1}")
+    assert bad.exit_code == 2 and "not JSON" in bad.output

@@ -1,8 +1,9 @@
 """Real models for the serving tests, logged once per session into a real MLflow store.
 
 - ``lr``: StandardScaler + LogisticRegression on breast cancer (30 double columns);
-- ``prior``: the same signature, a DummyClassifier answering the class prior for every row
-  (its probabilities are recognisable: no logistic regression outputs exactly them);
+- ``prior``: the same signature, a logistic regression with zero weights answering the class
+  prior for every row (recognisable: no fitted model outputs exactly that);
+- ``bayes``: Gaussian naive Bayes (the generic sklearn path, no compiled kernel);
 - ``mlp``: a torch TabularMLP behind ``experiments.pyfunc.TorchTabularModel``.
 
 Each test registers its own uniquely named model (new versions point at the logged models,
@@ -24,8 +25,8 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from sklearn.datasets import load_breast_cancer
-from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -148,9 +149,15 @@ def zoo(base: Path) -> Zoo:
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp = client.create_experiment("serving-tests", artifact_location=root)
         lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
-        prior = make_pipeline(StandardScaler(), DummyClassifier(strategy="prior")).fit(X, y)
+        # Recognisable: weights zeroed, intercept at the prior's log-odds, so every row gets
+        # the class prior (no fitted model outputs exactly that); still a fast linear model.
+        prior = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+        prior[-1].coef_[:] = 0.0
+        prior[-1].intercept_[:] = np.log(y.mean() / (1 - y.mean()))
+        bayes = make_pipeline(StandardScaler(), GaussianNB()).fit(X, y)
         logged = {
             "lr": _log_sklearn(lr, X, y, exp),
+            "bayes": _log_sklearn(bayes, X, y, exp),
             "prior": _log_sklearn(prior, X, y, exp),
             "mlp": _log_torch(X, exp, base / "torch"),
         }

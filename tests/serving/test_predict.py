@@ -40,8 +40,9 @@ def test_predict_returns_version_alias_ids_and_matches_pyfunc(world: World, pred
     assert one.headers["X-Request-ID"] == one.get_json()["predictions"][0]["prediction_id"]
 
 
-def test_torch_model_matches_pyfunc(world: World, predict) -> None:
-    name = world.model("mlp")
+@pytest.mark.parametrize("kind", ["mlp", "bayes"])
+def test_other_model_paths_match_pyfunc(world: World, predict, kind: str) -> None:
+    name = world.model(kind)
     resp = predict(name, {"instances": world.rows(40)})
     assert resp.status_code == 200, resp.get_json()
     expected = world.pyfunc(name).predict(world.zoo.X.iloc[:40])
@@ -104,8 +105,24 @@ def test_auth_scopes_and_rate_limit(world: World, predict) -> None:
     assert predict("no-such-model", body).status_code == 404
     state = world.app.extensions["wb_serving"]
     state.limiter.limit = 3
-    codes = [predict(name, body).status_code for _ in range(3)]
-    assert codes.count(429) >= 1 and 200 in codes  # earlier requests used part of the window
+    world.services.redis.delete(*world.services.redis.keys("wb:rl:predict:*"))
+    world.land()
+    before = world.services.lake.count("predictions")
+    codes = [predict(name, body).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    world.land()
+    assert world.services.lake.count("predictions") == before + 3  # refused ones not logged
+
+
+def test_no_champion_is_a_409_not_a_5xx(world: World, predict) -> None:
+    name = world.zoo.register(world.services, "lr")  # registered, never promoted
+    resp = predict(name, {"instances": world.rows(1)})
+    assert resp.status_code == 409 and "no champion" in resp.get_json()["message"]
+    # A scientist may still try the version itself.
+    resp = predict(name, {"instances": world.rows(1), "version": "1"}, headers=world.scientist)
+    assert resp.status_code == 200 and resp.get_json()["arm"] == "pinned"
+    assert predict(name, {"instances": world.rows(1), "version": "7"},
+                   headers=world.scientist).status_code == 404
 
 
 def test_unverifiable_versions_are_not_served(world: World, predict) -> None:

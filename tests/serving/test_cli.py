@@ -1,0 +1,66 @@
+"""`wb predictions`: quality per version, and the audited purge of raw inputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mlwb.ingest import Ingest
+from mlwb.settings import get_settings
+from tests.serving.conftest import World
+from wb import context
+from wb.main import cli
+
+
+@pytest.fixture
+def run(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    s = world.services.settings
+    monkeypatch.setenv("WB_DATA_DIR", str(s.data_dir))
+    monkeypatch.setenv("REDIS_URL", s.effective_redis_url)
+    monkeypatch.setenv("WB_ENV", "test")
+    monkeypatch.setenv("WB_SECRET_KEY", s.secret_key)
+    get_settings.cache_clear()
+    context.services.cache_clear()
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
+    context.services.cache_clear()
+
+
+def test_purge_blanks_old_inputs_keeps_the_rest_and_is_audited(world: World, predict,
+                                                               run) -> None:
+    name = world.model("lr")
+    body = predict(name, {"instances": world.rows(3)}).get_json()
+    pid = body["predictions"][0]["prediction_id"]
+    world.client.post("/api/feedback", json={"prediction_id": pid, "label": 0},
+                      headers=world.headers)
+    world.land()
+    out = run("predictions", "quality", name, "--json")
+    assert out.exit_code == 0 and json.loads(out.output.splitlines()[0])["labelled"] == 1
+    assert run("predictions", "purge", "--before", "yesterday", "--yes").exit_code == 2
+    # Nothing is older than yesterday: nothing blanked.
+    day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    assert "of 0 prediction" in run("predictions", "purge", "--before", day, "--yes").output
+    holder = Ingest(world.services.redis, world.services.settings.lake_dir).open()
+    try:
+        locked = run("predictions", "purge", "--before", "2999-01-01", "--yes")
+        assert locked.exit_code == 2 and "stop it" in locked.output
+    finally:
+        holder.close()
+    done = run("predictions", "purge", "--before", "2999-01-01", "--yes")
+    assert done.exit_code == 0 and "of 3 prediction" in done.output, done.output
+    lake = world.services.lake
+    assert lake.query("SELECT count(*), count(inputs), count(outputs) FROM predictions") == [
+        (3, 0, 3)]
+    rec = world.client.get(f"/api/predictions/{pid}", headers=world.headers).get_json()
+    assert rec["inputs"] is None and rec["feedback"]["label"] == 0
+    world.land()
+    actions = [r[0] for r in lake.query("SELECT action FROM audit")]
+    assert "predictions.purged" in actions

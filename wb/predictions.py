@@ -1,0 +1,62 @@
+"""``wb predictions``: quality per model version, and the audited purge of raw inputs."""
+
+from __future__ import annotations
+
+import click
+
+from mlwb.audit import audit
+from mlwb.ingest import Ingest, IngestLocked
+from mlwb.predictions import WINDOWS, parse_day, purge_inputs, quality
+from wb.context import emit, json_option, me, services
+
+
+@click.group("predictions")
+def predictions_group() -> None:
+    """The prediction log: quality per version, retention."""
+
+
+@predictions_group.command("quality")
+@click.argument("model")
+@click.option("--window", type=click.Choice(list(WINDOWS)), default="day", show_default=True)
+@click.option("--since", default=None, help="Only predictions from this date (YYYY-MM-DD).")
+@json_option
+def quality_cmd(model: str, window: str, since: str | None, as_json: bool) -> None:
+    """Predictions, labelled ones, accuracy and MAE per version per time window."""
+    rows = quality(services().lake, model, window, parse_day(since) if since else None)
+    emit(rows, ["window_start", "version", "shadow", "predictions", "labelled", "accuracy",
+                "mae"], as_json)
+
+
+@predictions_group.command("purge")
+@click.option("--before", "before", required=True,
+              help="Blank the raw inputs of predictions made before this date (YYYY-MM-DD).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge_cmd(before: str, yes: bool) -> None:
+    """Blank raw inputs older than a date (outputs, versions and feedback are kept); audited.
+
+    The lake has one writer: stop the ingest first (`wb down`, or stop `wb ingest`), run the
+    purge, start it again.
+    """
+    cutoff = parse_day(before)
+    if not yes:
+        click.confirm(f"Blank the inputs of every prediction before {cutoff.isoformat()}?",
+                      abort=True)
+    svc = services()
+    try:
+        ingest = Ingest(svc.redis, svc.settings.lake_dir).open()
+    except IngestLocked:
+        raise IngestLocked("the ingest process is writing the lake; stop it (`wb down`, or "
+                           "stop `wb ingest`), run the purge, then start it again") from None
+    try:
+        blanked = purge_inputs(ingest, cutoff)
+    finally:
+        ingest.close()
+    audit(svc.sink, me().actor, "predictions.purged", "table:predictions",
+          before={"before": cutoff.isoformat()}, after={"inputs_blanked": blanked})
+    click.echo(f"blanked the inputs of {blanked} prediction(s) made before "
+               f"{cutoff.isoformat()}")
+
+
+def register(cli: click.Group) -> None:
+    """Add ``wb predictions``."""
+    cli.add_command(predictions_group)
