@@ -57,8 +57,16 @@ def seed_token(svc: Services) -> str:
 
 def steps() -> list[tuple[str, Callable[[Services], object]]]:
     """The seeding steps that exist in this version of the product, in order."""
-    found: list[tuple[str, Callable[[Services], object]]] = []
-    return found
+    from wb import demo_steps
+
+    return [
+        ("training runs of built-in experiments (registered, hash-recorded)",
+         demo_steps.seed_runs),
+        ("champion v1 and challenger v2, proposed by ada and approved by grace; shadow traffic",
+         demo_steps.seed_promotions),
+        (f"{demo_steps.TRAFFIC} predictions through the API (the second half drifts) and "
+         "feedback for most", demo_steps.seed_traffic),
+    ]
 
 
 @click.command("demo")

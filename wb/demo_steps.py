@@ -67,8 +67,7 @@ def seed_traffic(svc: Services) -> None:
         if resp.status_code != 200:
             raise RuntimeError(f"demo traffic failed: {resp.status_code} {resp.get_json()}")
         body: dict[str, Any] = resp.get_json()
-        pid = body["prediction_ids"][0] if "prediction_ids" in body else (
-            body["predictions"][0]["prediction_id"])
+        pid = body["predictions"][0]["prediction_id"]
         if rng.random() < 0.75:
             client.post("/api/feedback", json={"prediction_id": pid, "label": int(label)},
                         headers=auth)
