@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 import logging
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from mlwb.services import Services
 from mlwb.settings import Settings, get_settings
@@ -18,6 +20,17 @@ from mlwb.settings import Settings, get_settings
 # Modules with a ``bp`` Blueprint, registered in order.
 BLUEPRINTS = ["api.health", "api.events", "api.serving", "api.promotions", "api.explain",
               "api.jobs", "api.openapi"]
+
+
+class SafeJSONProvider(DefaultJSONProvider):
+    """JSON that is too deeply nested is a client mistake (400), not a RecursionError (500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Parse JSON; pathological nesting raises ValueError, which Flask answers with 400."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON body is nested too deeply") from None
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -37,10 +50,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         WTF_CSRF_TIME_LIMIT=settings.session_minutes * 60,
         JSON_SORT_KEYS=False,
     )
-    if settings.env.value == "production":
+    if settings.trusted_proxies:
+        # Only behind a proxy we run: otherwise a client would choose its own address.
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    app.json = SafeJSONProvider(app)
     app.extensions["wb"] = services or Services.from_settings(settings)
 
     from api.auth import init_auth

@@ -85,8 +85,13 @@ def current_principal() -> Principal | None:
             raise AuthError("the Authorization header must be `Bearer <token>`")
         principal = services().tokens.authenticate(value.strip())
         if principal is None:
-            audit(services().sink, "anonymous", "auth.token_denied", request.path,
-                  after={"reason": "unknown, revoked or malformed token"}, ip=client_ip())
+            # Audited, but at most DENIED_AUDITS_PER_MINUTE per address: a flood of bad
+            # tokens must not flood the audit log.
+            limiter = FixedWindow(services().redis, "denied-audit",
+                                  defaults.DENIED_AUDITS_PER_MINUTE, 60)
+            if limiter.hit(client_ip()) <= defaults.DENIED_AUDITS_PER_MINUTE:
+                audit(services().sink, "anonymous", "auth.token_denied", request.path,
+                      after={"reason": "unknown, revoked or malformed token"}, ip=client_ip())
             raise AuthError("the token is unknown, revoked, or its owner is disabled; "
                             "create a new one with `wb tokens create`")
     elif current_user.is_authenticated:
@@ -172,6 +177,8 @@ def _safe_next(target: str | None) -> str:
     settings = services().settings
     if not target:
         return settings.public_workbench_url
+    if "\\" in target or any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return "/"  # browsers read "/\\evil.com" as "//evil.com"
     parsed = urlparse(target)
     if not parsed.netloc and target.startswith("/") and not target.startswith("//"):
         return target
@@ -204,14 +211,15 @@ def login() -> Response:
     per_ip = FixedWindow(svc.redis, "login-ip", defaults.LOGIN_MAX_FAILURES_PER_ADDRESS,
                          defaults.LOGIN_WINDOW_SECONDS)
     user_key = f"{ip}|{username.lower()}"
-    if per_user.exceeded(user_key) or per_ip.exceeded(ip):
+    # Count the attempt before checking it: a burst of parallel guesses cannot all slip in
+    # under the limit. A successful sign-in clears the per-user count.
+    if (per_user.hit(user_key) > defaults.LOGIN_MAX_FAILURES
+            or per_ip.hit(ip) > defaults.LOGIN_MAX_FAILURES_PER_ADDRESS):
         audit(svc.sink, f"anonymous:{username}", "auth.login_throttled", None, ip=ip)
         return _login_failed(wants_json, 429, "too many failed sign-ins; wait a few minutes "
                              "and try again")
     user = svc.users.authenticate(username, password) if username and password else None
     if user is None:
-        per_user.hit(user_key)
-        per_ip.hit(ip)
         audit(svc.sink, f"anonymous:{username}", "auth.login_failed", None, ip=ip)
         return _login_failed(wants_json, 401, "invalid username or password")
     per_user.reset(user_key)

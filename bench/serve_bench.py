@@ -326,7 +326,8 @@ def report(results: dict[tuple[str, str, int], tuple[float, float, float]],
     for (label, model) in sorted({(k[0], k[1]) for k in results}):
         cells = "  ".join(
             "{:12.0f} {:7.2f} {:7.2f}".format(*results[(label, model, c)])
-            for c in clients if (label, model, c) in results)
+            if (label, model, c) in results else f"{'-':>12} {'':>7} {'':>7}"
+            for c in clients)
         print(f"{label:<12} {model:<6} {cells}")
     print()
     for c in clients:

@@ -59,7 +59,13 @@ def read_audit(
 
 
 def verify(lake: Lake, client: redis.Redis | None = None) -> ChainReport:
-    """Recompute the chain over the whole table and compare it with the kept heads."""
+    """Recompute the chain over the whole table and compare it with the kept heads.
+
+    Redis is read first: the ingest installs a manifest and then publishes its head, so the
+    head read first may lag the manifest read after, never lead it.
+    """
+    raw_head: Any = client.get(HEAD_KEY) if client is not None else None
+    conflicts: Any = client.lrange(CONFLICT_KEY, 0, -1) if client is not None else []
     manifest = lake.manifest()
     con = lake.connect(manifest)
     try:
@@ -71,19 +77,13 @@ def verify(lake: Lake, client: redis.Redis | None = None) -> ChainReport:
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     finally:
         con.close()
-    heads: dict[str, tuple[int, str] | None] = {
-        "the lake manifest": (manifest.audit_seq, manifest.audit_hash),
-    }
-    report_extra: list[str] = []
+    trailing: dict[str, tuple[int, str] | None] = {}
     if client is not None:
-        raw = client.get(HEAD_KEY)
-        heads["Redis"] = tuple(json.loads(raw)) if raw else None  # type: ignore[assignment]
-        conflicts: Any = client.lrange(CONFLICT_KEY, 0, -1)
-        for conflict in conflicts:
-            report_extra.append(
-                f"an ingest found Redis holding head {conflict!r} that the lake did not "
-                "match (the lake was rewritten while the ingest was stopped)"
-            )
-    report = verify_chain(rows, heads)
-    report.problems.extend(report_extra)
+        trailing["Redis"] = tuple(json.loads(raw_head)) if raw_head else None  # type: ignore[assignment]
+    report = verify_chain(rows, {"the lake manifest": (manifest.audit_seq, manifest.audit_hash)},
+                          trailing)
+    for conflict in conflicts:
+        report.problems.append(
+            f"an ingest found Redis holding head {conflict!r} that is not on the lake's chain "
+            "(the lake was rewritten while the ingest was stopped)")
     return report

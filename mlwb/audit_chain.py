@@ -40,12 +40,20 @@ class ChainReport:
 
 
 def verify_chain(
-    rows: list[dict[str, Any]], heads: dict[str, tuple[int, str] | None]
+    rows: list[dict[str, Any]],
+    exact_heads: dict[str, tuple[int, str]],
+    trailing_heads: dict[str, tuple[int, str] | None] | None = None,
 ) -> ChainReport:
-    """Check rows (sorted by seq, ``ts`` in epoch µs) against the chain rule and the heads."""
+    """Check rows (sorted by seq, ``ts`` in epoch µs) against the chain rule and the heads.
+
+    ``exact_heads`` must equal the last entry (the manifest the rows were read from).
+    ``trailing_heads`` may lag behind (Redis is updated just after the manifest) but must be
+    an entry of the chain; ``None`` there means the kept head is missing.
+    """
     report = ChainReport(entries=len(rows))
     prev_hash = ""
     expected_seq = 1
+    by_seq: dict[int, str] = {}
     for row in rows:
         seq = row["seq"]
         if seq != expected_seq:
@@ -57,15 +65,30 @@ def verify_chain(
             report.problems.append(f"entry seq {seq} does not link to the entry before it")
         if entry_hash(row["prev_hash"] or "", row) != row["hash"]:
             report.problems.append(f"entry seq {seq} was edited (its hash does not match)")
+        by_seq[seq] = row["hash"]
         prev_hash = row["hash"]
         expected_seq = seq + 1
     last = (rows[-1]["seq"], rows[-1]["hash"]) if rows else (0, "")
-    for where, head in heads.items():
-        if head is None:
-            continue
+    for where, head in exact_heads.items():
         if tuple(head) != last:
             report.problems.append(
                 f"the chain head kept in {where} is seq {head[0]}, but the table ends at seq "
                 f"{last[0]} (entries were deleted or appended outside the writer)"
             )
+    for where, head in (trailing_heads or {}).items():
+        if head is None:
+            if rows:
+                report.problems.append(
+                    f"the chain head kept in {where} is missing (it was deleted, or {where} "
+                    "lost its data)")
+            continue
+        seq, digest = head
+        if seq > last[0]:
+            report.problems.append(
+                f"the chain head kept in {where} is seq {seq}, past the table's end at seq "
+                f"{last[0]} (the newest entries were deleted)")
+        elif seq > 0 and by_seq.get(seq) != digest:
+            report.problems.append(
+                f"the chain head kept in {where} (seq {seq}) does not match that entry "
+                "(the log was rewritten)")
     return report

@@ -23,7 +23,7 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, default=True),
-    # Bumped to end every session of the user at once (disable, role change, password reset).
+    # Bumped to end every session of the user at once (disable, enable, password change).
     sa.Column("session_epoch", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -21,8 +21,13 @@ INGEST_FLUSH_SECONDS = 0.5
 COMPACT_AFTER_SEGMENTS = 64
 # Superseded segment files are kept this long so a reader holding an old manifest still works.
 COMPACT_GRACE_SECONDS = 120.0
-# How far back the ingest remembers event ids to drop client retries of the same event.
-DEDUPE_WINDOW_HOURS = 48
+# How long (seconds) the ingest remembers event ids to drop client retries of the same event,
+# and the most ids it keeps for that.
+DEDUPE_WINDOW_SECONDS = 600
+DEDUPE_MAX_IDS = 500_000
+# Event times outside this range (epoch seconds: 2000-01-01 .. 2100-01-01) are refused.
+EARLIEST_TS = 946_684_800
+LATEST_TS = 4_102_444_800
 
 # A token lookup is cached per process this long: revocation takes effect within it.
 TOKEN_CACHE_SECONDS = 2.0
@@ -34,6 +39,8 @@ SESSION_MINUTES = 120
 LOGIN_MAX_FAILURES = 5
 LOGIN_MAX_FAILURES_PER_ADDRESS = 30
 LOGIN_WINDOW_SECONDS = 300
+# Denied token uses audited per client address per minute (the rest are refused silently).
+DENIED_AUDITS_PER_MINUTE = 20
 # Largest request body the API accepts (bytes).
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # Most events one POST /api/events may carry.

@@ -33,8 +33,13 @@ from mlwb.tables import TABLES, normalize_row
 
 log = logging.getLogger(__name__)
 
-DEDUPE_WINDOW_SECONDS = 600
-DEDUPE_MAX_IDS = 500_000
+DEDUPE_WINDOW_SECONDS = defaults.DEDUPE_WINDOW_SECONDS
+DEDUPE_MAX_IDS = defaults.DEDUPE_MAX_IDS
+
+
+def dedupe_key(table: str, row: dict[str, Any]) -> str:
+    """Ids are unique per table and per caller: one client cannot shadow another's event."""
+    return f"{table}\x00{row.get('actor') or ''}\x00{row['id']}"
 
 
 class IngestLocked(ConfigError):
@@ -108,6 +113,9 @@ class Ingest:
             except redis.RedisError as exc:
                 log.warning("ingest: redis unavailable (%s); retrying in 1s", exc)
                 stop.wait(1.0)
+            except OSError as exc:  # disk full, permissions: nothing is lost, retry slowly
+                log.error("ingest: could not write the lake (%s); retrying in 5s", exc)
+                stop.wait(5.0)
 
     # -- one cycle -------------------------------------------------------------------
     def step(self, block_ms: int = 0) -> int:
@@ -159,9 +167,10 @@ class Ingest:
                     })
                 )
                 continue
-            if row["id"] in self._seen:
+            key = dedupe_key(table, row)
+            if key in self._seen:
                 continue
-            self._seen[row["id"]] = now
+            self._seen[key] = now
             if table == "audit":
                 seq += 1
                 row["seq"], row["prev_hash"] = seq, head
@@ -177,10 +186,24 @@ class Ingest:
             garbage=list(self.manifest.garbage),
         )
         landed = 0
+        unwritable: list[dict[str, Any]] = []
         for table, rows in by_table.items():
-            segment = self._write_segment(table, rows, new.version)
+            try:
+                segment = self._write_segment(table, rows, new.version)
+            except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
+                # Never let one bad row stop the store: keep the rows, say why, move on.
+                log.error("ingest: %d %s rows could not be written (%s); dead-lettered",
+                          len(rows), table, exc)
+                unwritable += [normalize_row("dead_letters", {
+                    "id": f"dl-{table}-{row['id']}"[:200], "ts": now,
+                    "stream_id": new.last_id, "raw": json.dumps(row, default=str)[:100_000],
+                    "reason": f"{type(exc).__name__}: {exc}"[:2000]}) for row in rows]
+                continue
             new.tables.setdefault(table, []).append(segment)
             landed += len(rows)
+        if unwritable:
+            segment = self._write_segment("dead_letters", unwritable, new.version)
+            new.tables.setdefault("dead_letters", []).append(segment)
         if by_table:
             fsync_dir(self.lake_dir)
         write_manifest(self.lake_dir, new)
@@ -266,14 +289,19 @@ class Ingest:
                 path.unlink(missing_ok=True)
 
     def _load_recent_ids(self) -> None:
-        cutoff = int((time.time() - DEDUPE_WINDOW_SECONDS) * 1_000_000)
+        """Remember the ids of segments written in the dedupe window (by file age, not by the
+        client-supplied event times, so a back-dated retry is still caught)."""
+        cutoff = time.time() - DEDUPE_WINDOW_SECONDS
         now = time.time()
-        for segments in self.manifest.tables.values():
+        for table, segments in self.manifest.tables.items():
             for seg in segments:
-                if seg.max_ts >= cutoff:
-                    ids = pq.read_table(self.lake_dir / seg.file, columns=["id"]).column(0)
-                    for event_id in ids.to_pylist():
-                        self._seen[event_id] = now
+                path = self.lake_dir / seg.file
+                if path.stat().st_mtime < cutoff:
+                    continue
+                cols = ["id", "actor"] if "actor" in pq.read_schema(path).names else ["id"]
+                data = pq.read_table(path, columns=cols).to_pylist()
+                for row in data:
+                    self._seen[dedupe_key(table, row)] = now
 
     def _forget_old_ids(self, now: float) -> None:
         cutoff = now - DEDUPE_WINDOW_SECONDS
@@ -284,12 +312,30 @@ class Ingest:
             self._seen.pop(oldest_id)
 
     def _check_head(self) -> None:
-        """Keep evidence when the head in Redis disagrees with the manifest (never erase it)."""
+        """Keep evidence when Redis holds a head that is not a point on the lake's chain.
+
+        A head *behind* the manifest is normal (the ingest died between installing the
+        manifest and publishing the head) as long as it matches the entry at its seq.
+        """
         kept = self.redis.get(HEAD_KEY)
-        mine = [self.manifest.audit_seq, self.manifest.audit_hash]
-        if kept is not None and json.loads(kept) != mine:
-            log.error("audit head in Redis %s differs from the lake's %s", kept, mine)
-            self.redis.rpush(CONFLICT_KEY, kept)
+        if kept is None:
+            return
+        seq, digest = json.loads(kept)
+        if seq == self.manifest.audit_seq and digest == self.manifest.audit_hash:
+            return
+        if 0 < seq < self.manifest.audit_seq and self._audit_hash_at(seq) == digest:
+            return
+        log.error("audit head in Redis %s is not on the lake's chain (head seq %s)", kept,
+                  self.manifest.audit_seq)
+        self.redis.rpush(CONFLICT_KEY, kept)
+
+    def _audit_hash_at(self, seq: int) -> str | None:
+        for seg in self.manifest.tables.get("audit", []):
+            table = pq.read_table(self.lake_dir / seg.file, columns=["seq", "hash"])
+            for row in table.to_pylist():
+                if row["seq"] == seq:
+                    return str(row["hash"])
+        return None
 
     def _publish_head(self) -> None:
         head = json.dumps([self.manifest.audit_seq, self.manifest.audit_hash])

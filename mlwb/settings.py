@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     api_url: str = ""
     workbench_url: str = ""
 
+    # Reverse proxies in front of the API whose X-Forwarded-For/-Proto are trusted (0: none).
+    trusted_proxies: int = 0
     session_minutes: int = defaults.SESSION_MINUTES
     cookie_name: str = "wb_session"
     cookie_secure: bool | None = None  # None: Secure everywhere but development
@@ -148,7 +150,7 @@ class Settings(BaseSettings):
         key = self.secret_key.strip()
         if key.lower() not in PLACEHOLDER_SECRETS and len(key) >= 16:
             return key
-        if self.env == Environment.production:
+        if self.env != Environment.development:
             raise ConfigError(
                 "WB_SECRET_KEY is missing or a placeholder. Set WB_SECRET_KEY to a random "
                 "string of 32+ characters, e.g. `python -c \"import secrets; "

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mlwb import defaults
 from mlwb.errors import InputError
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -157,17 +158,22 @@ def _coerce(col: Column, value: Any, table: str) -> Any:
 
 def to_micros(value: Any) -> int:
     """Microseconds since the epoch (UTC) from a datetime, ISO text, an int of microseconds
-    (the stored form, so normalizing twice is harmless) or a float of seconds."""
+    (the stored form, so normalizing twice is harmless) or a float of seconds; raises
+    ValueError outside 2000..2100, which also catches seconds passed as an int."""
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return int(dt.timestamp() * 1_000_000)
-    if isinstance(value, str):
+        micros = int(dt.timestamp() * 1_000_000)
+    elif isinstance(value, str):
         return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float):
-        return int(value * 1_000_000)
-    raise TypeError(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        micros = value
+    elif isinstance(value, float):
+        micros = int(value * 1_000_000)
+    else:
+        raise TypeError(value)
+    if not defaults.EARLIEST_TS * 1_000_000 <= micros <= defaults.LATEST_TS * 1_000_000:
+        raise ValueError(f"time {value!r} is outside 2000-01-01 .. 2100-01-01")
+    return micros
 
 
 def normalize_row(table_name: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import tomllib
 from pathlib import Path
@@ -10,8 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["mlwb", "api", "workbench", "jobs", "experiments", "reports", "wb"]
 
 
-def test_top_level_names_resolve_to_this_repository() -> None:
-    """Generic names like `api` and `jobs` must not be shadowed by another distribution."""
+def test_no_other_distribution_installs_our_top_level_names() -> None:
+    """Generic names like `api` and `jobs` must belong to this distribution alone."""
+    owners = importlib.metadata.packages_distributions()
+    for name in PACKAGES:
+        assert set(owners.get(name, [])) == {"ml-workbench"}, (name, owners.get(name))
+
+
+def test_top_level_names_import_from_this_repository() -> None:
     for name in PACKAGES:
         spec = importlib.util.find_spec(name)
         assert spec is not None and spec.origin is not None, name

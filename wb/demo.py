@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from mlwb.db import get_fact, set_fact
-from mlwb.roles import Role, Scope
+from mlwb.roles import Role
 from mlwb.services import Services
 from wb.context import me, services
 
@@ -48,13 +48,6 @@ def seed_people(svc: Services) -> dict[str, str]:
     return creds
 
 
-def seed_token(svc: Services) -> str:
-    """A token for the demo's own traffic (its secret is not kept)."""
-    _, token = svc.tokens.create("ada", "demo-traffic",
-                                 [Scope.predict, Scope.feedback, Scope.events, Scope.read], me())
-    return token
-
-
 def steps() -> list[tuple[str, Callable[[Services], object]]]:
     """The seeding steps that exist in this version of the product, in order."""
     from wb import demo_steps
@@ -84,9 +77,15 @@ def demo_cmd(if_new: bool, accounts_only: bool) -> None:
                "demo: accounts already exist")
     if accounts_only:
         return
-    for title, step in steps():
+    # Each step is remembered when it completes, so an interrupted demo resumes where it
+    # stopped instead of training or promoting twice.
+    for index, (title, step) in enumerate(steps()):
+        key = f"{DEMO_FACT}:step{index}"
+        if get_fact(svc.engine, key):
+            continue
         click.echo(f"demo: {title}...")
         step(svc)
+        set_fact(svc.engine, key, "1")
     set_fact(svc.engine, DEMO_FACT, "1")
     click.echo("demo: done")
 

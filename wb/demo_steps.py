@@ -31,19 +31,35 @@ def seed_runs(svc: Services) -> None:
     from jobs.demo import seed_runs as seed_builtin_runs
 
     seed_builtin_runs(svc)
-    # A stronger-regularised sibling: version 2 of the demo model, the challenger.
+    # A stronger-regularised sibling: the next version of the demo model, the challenger.
     run_experiment(svc, DEMO_MODEL, {"C": 0.05}, RunOptions(tags={"wb.demo": "1"}))
+
+
+def demo_versions(svc: Services) -> tuple[str, str]:
+    """The two newest versions of the demo model: (champion-to-be, challenger-to-be)."""
+    from mlwb.aliases import mlflow_client
+
+    versions = sorted(int(v.version) for v in mlflow_client(svc.settings).search_model_versions(
+        f"name='{DEMO_MODEL}'"))
+    if len(versions) < 2:
+        raise RuntimeError(f"the demo needs two versions of {DEMO_MODEL}; found {versions}")
+    return str(versions[-2]), str(versions[-1])
 
 
 def seed_promotions(svc: Services) -> None:
     """v1 champion and v2 challenger (proposed by ada, approved by grace), shadow traffic."""
-    from mlwb.promotions import approve, propose
+    from mlwb.promotions import approve, propose, serving_plan
     from mlwb.traffic import set_traffic
 
     ada, grace = as_person(svc, "ada"), as_person(svc, "grace")
-    for version, alias in (("1", "champion"), ("2", "challenger")):
-        promo = propose(svc, ada, DEMO_MODEL, version, alias, note="demo")
-        approve(svc, grace, promo.id)
+    champion, challenger = demo_versions(svc)
+    plan = serving_plan(svc.engine, DEMO_MODEL)
+    for version, alias, holder in (
+        (champion, "champion", plan.champion), (challenger, "challenger", plan.challenger)
+    ):
+        if holder != version:
+            promo = propose(svc, ada, DEMO_MODEL, version, alias, note="demo")
+            approve(svc, grace, promo.id)
     set_traffic(svc, grace, DEMO_MODEL, "shadow")
 
 

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import click
+import redis
 
 from mlwb.errors import WorkbenchError
 
@@ -28,6 +29,10 @@ class WorkbenchGroup(click.Group):
             return super().invoke(ctx)
         except WorkbenchError as exc:
             click.secho(f"Error: {exc.message}", fg="red", err=True)
+            sys.exit(2)
+        except redis.ConnectionError as exc:
+            click.secho(f"Error: Redis does not answer ({exc}). Start the stack with `wb up`, "
+                        "or set REDIS_URL to a running Redis.", fg="red", err=True)
             sys.exit(2)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 import click
+import redis
 
 from mlwb.db import engine_for
 from mlwb.errors import ConfigError
@@ -81,7 +82,17 @@ class Supervisor:
         port = self.settings.private_redis_port
         url = f"redis://127.0.0.1:{port}/0"
         if answers(url):
-            click.echo(f"redis:     reusing the private redis on port {port}")
+            # Only our own (left by an earlier `wb up` on this data folder): two stacks on one
+            # stream would trim each other's events.
+            theirs = redis.Redis.from_url(url).config_get("dir").get("dir", "")
+            ours = str((self.data / "redis").resolve())
+            if theirs != ours:
+                raise ConfigError(
+                    f"port {port} already has a Redis serving {theirs or 'another folder'}, not "
+                    f"this stack's {ours}. Set WB_PRIVATE_REDIS_PORT to a free port, or "
+                    "REDIS_URL to a Redis to share."
+                )
+            click.echo(f"redis:     reusing this stack's private redis on port {port}")
             return url
         self.redis_proc = start_redis(self.data / "redis", port)
         click.echo(f"redis:     started a private redis-server on port {port} "
@@ -238,7 +249,11 @@ class Supervisor:
         click.echo("\nstopping...")
         if self.demo_proc is not None and self.demo_proc.poll() is None:
             self.demo_proc.terminate()  # an unfinished demo is resumed by the next `wb up`
-            self.demo_proc.wait(timeout=30)
+            try:
+                self.demo_proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.demo_proc.kill()
+                self.demo_proc.wait()
         for child in reversed(self.children):
             if child.proc is not None and child.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -64,9 +64,10 @@ operation("get", "/api/csrf", summary="A CSRF token for browser clients", tag="a
 EVENT = component("EventIn", obj({
     "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64,
            "description": "idempotency key: a retried event with the same id lands once"},
-    "ts": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"},
-                     {"type": "integer", "description": "microseconds since the epoch"},
-                     {"type": "number", "description": "seconds since the epoch"}]},
+    # Times outside 2000..2100 are refused; years 2001-2099 stay inside for any UTC offset.
+    "ts": {"type": ["string", "null"], "format": "date-time",
+           "pattern": "^20(0[1-9]|[1-9][0-9])-",
+           "description": "ISO 8601 time between 2000 and 2100 (default: now)"},
     "kind": {"type": ["string", "number", "boolean"], "description": "stored as text"},
     "payload": {"description": "any JSON value"},
 }, required=("kind",)))

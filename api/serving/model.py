@@ -165,7 +165,7 @@ class LoadedModel:
                 self._columns = [self.schema.names.index(n) for n in names]
                 self._feature_names = names
                 self.batcher = Batcher(self._logits, self.max_batch)
-            if self.device == "cpu":
+            if self.kind == "torch" and self.device == "cpu":
                 import torch
 
                 # Request threads are the parallelism of an API process; intra-op threads on

@@ -29,6 +29,7 @@ from mlwb.settings import Settings
 log = logging.getLogger(__name__)
 
 PLAN_TTL = 2.0  # seconds a process serves a plan before asking again
+FAILED_TTL = 10.0  # seconds a version that failed to load is refused without retrying
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ModelRuntime:
         self._client: mlflow.MlflowClient | None = None
         self._models: dict[tuple[str, str], LoadedModel] = {}
         self._load_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._failed: dict[tuple[str, str], tuple[float, WorkbenchError]] = {}
         self._plans: dict[str, tuple[float, Any]] = {}
         self._refreshing: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -112,9 +114,17 @@ class ModelRuntime:
         with lock:
             found = self._models.get(key)
             if found is None:
+                failed = self._failed.get(key)
+                if failed is not None and time.monotonic() - failed[0] < FAILED_TTL:
+                    raise failed[1]  # no download and hash per request for a refused version
                 started = time.perf_counter()
-                found = LoadedModel.load(self.client, self.engine, name, str(version),
-                                         self.cache_dir, self.max_batch)
+                try:
+                    found = LoadedModel.load(self.client, self.engine, name, str(version),
+                                             self.cache_dir, self.max_batch)
+                except WorkbenchError as exc:
+                    self._failed[key] = (time.monotonic(), exc)
+                    raise
+                self._failed.pop(key, None)
                 log.info("loaded %s v%s (%s, %s) in %.2fs", name, version, found.kind,
                          found.device, time.perf_counter() - started)
                 self._models[key] = found

@@ -170,3 +170,58 @@ def test_events_land_and_read_back(app: Flask, services: Services) -> None:
 def test_healthz_needs_no_auth(app: Flask) -> None:
     resp = app.test_client().get("/healthz")
     assert resp.status_code == 200 and resp.get_json()["checks"]["redis"] == "ok"
+
+
+def test_sign_in_never_redirects_off_site(app: Flask, services: Services) -> None:
+    make_user(services)
+    for target, expected in [
+        ("/\\evil.example", "/"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+        ("http://localhost:8501/runs", "http://localhost:8501/runs"),
+        ("/api/me", "/api/me"),
+    ]:
+        client = app.test_client()
+        resp = client.post("/login", data={"username": "alice", "password": PASSWORD,
+                                           "next": target, "csrf_token": csrf_of(client)})
+        assert resp.status_code == 302
+        assert resp.headers["Location"] == expected, target
+
+
+def test_pathological_json_is_a_400(app: Flask, services: Services) -> None:
+    make_user(services)
+    _, token = make_token(services)
+    deep = "[" * 100_000 + "]" * 100_000
+    for path, headers in [("/login", {}), ("/api/events", {"Authorization": f"Bearer {token}"})]:
+        resp = app.test_client().post(path, data=deep, headers=headers,
+                                      content_type="application/json")
+        assert resp.status_code == 400, path
+        assert resp.get_json()["message"]
+
+
+def test_event_times_out_of_range_are_refused(app: Flask, services: Services) -> None:
+    make_user(services)
+    _, token = make_token(services)
+    auth = {"Authorization": f"Bearer {token}"}
+    for ts in (10**20, 1_700_000_000, "1969-07-20T20:17:00Z", -5):
+        resp = app.test_client().post("/api/events", json={"events": [{"kind": "k", "ts": ts}]},
+                                      headers=auth)
+        assert resp.status_code == 400, ts
+        assert "ts" in resp.get_json()["message"]
+
+
+def test_a_burst_of_guesses_is_capped(settings: Settings, services: Services) -> None:
+    """Attempts are counted before the (slow) password check, so parallel guesses can't
+    all slip under the limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    make_user(services)
+    app = create_app(settings, services)
+
+    def guess(i: int) -> int:
+        return app.test_client().post("/login", json={"username": "alice",
+                                                      "password": f"guess-{i}-xxxx"}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(guess, range(16)))
+    assert codes.count(401) <= 5 and codes.count(429) >= 11

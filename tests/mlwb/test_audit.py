@@ -81,3 +81,37 @@ def test_chain_continues_across_ingest_restarts(services: Services) -> None:
     land(services)
     report = verify(services.lake, services.redis)
     assert report.ok and report.entries == 2
+
+
+def test_a_head_lagging_in_redis_is_normal_but_a_missing_one_is_not(
+    services: Services, chained: Path
+) -> None:
+    """The ingest can die between installing the manifest and publishing the head."""
+    import json
+
+    from mlwb.audit_chain import CONFLICT_KEY, HEAD_KEY
+    from mlwb.ingest import Ingest
+
+    rows = pq.read_table(chained).to_pylist()
+    third = next(r for r in rows if r["seq"] == 3)
+    services.redis.set(HEAD_KEY, json.dumps([3, third["hash"]]))
+    assert verify(services.lake, services.redis).ok
+    # A restarted ingest treats the lagging head as a crash, not as tampering.
+    Ingest(services.redis, services.settings.lake_dir).open().close()
+    assert services.redis.llen(CONFLICT_KEY) == 0
+    assert verify(services.lake, services.redis).ok
+    services.redis.delete(HEAD_KEY)
+    report = verify(services.lake, services.redis)
+    assert any("Redis is missing" in p for p in report.problems)
+
+
+def test_a_forged_head_is_kept_as_evidence(services: Services, chained: Path) -> None:
+    import json
+
+    from mlwb.audit_chain import CONFLICT_KEY, HEAD_KEY
+    from mlwb.ingest import Ingest
+
+    services.redis.set(HEAD_KEY, json.dumps([3, "0" * 64]))
+    Ingest(services.redis, services.settings.lake_dir).open().close()
+    assert services.redis.llen(CONFLICT_KEY) == 1
+    assert not verify(services.lake, services.redis).ok

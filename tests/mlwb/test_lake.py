@@ -127,3 +127,22 @@ def test_malformed_stream_entry_goes_to_dead_letters(
     assert lake.query("SELECT count(*) FROM events") == [(1,)]
     assert lake.query("SELECT count(*) FROM dead_letters") == [(1,)]
     ingest.close()
+
+
+def test_one_poisoned_entry_never_stops_the_store(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """Entries that bypass validation (raw XADD) are dead-lettered; the rest still land."""
+    import json
+
+    redis_client.xadd("wb:events", {"t": "events", "d": json.dumps(
+        {"id": "poison", "ts": 10**20, "kind": "k"})})
+    redis_client.xadd("wb:events", {"t": "nope", "d": "{}"})
+    good = EventSink(redis_client).record("events", {"kind": "fine"})
+    ingest = Ingest(redis_client, settings.lake_dir).open()
+    drain(ingest)
+    ingest.close()
+    lake = Lake(settings.lake_dir)
+    assert lake.query("SELECT id FROM events") == [(good,)]
+    assert lake.query("SELECT count(*) FROM dead_letters") == [(2,)]
+    assert redis_client.xlen("wb:events") == 0

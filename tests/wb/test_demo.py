@@ -54,7 +54,18 @@ def test_demo_seeds_real_runs_models_traffic_and_feedback_once(env: None) -> Non
 
     again = CliRunner().invoke(cli, ["demo", "--if-new"], catch_exceptions=False)
     assert "already seeded" in again.output
-    land(svc)
-    assert svc.lake.query("SELECT count(*) FROM feedback")[0][0] == labelled
+    # Interrupted after training (its step remembered): a rerun resumes, trains nothing
+    # again and promotes nothing twice.
+    import sqlalchemy as sa
+
+    from mlwb.db import facts
+
+    with svc.engine.begin() as conn:
+        conn.execute(sa.delete(facts).where(facts.c.key.in_(
+            ["demo_seeded", "demo_seeded:step1", "demo_seeded:step2"])))
+    resumed = CliRunner().invoke(cli, ["demo"], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    assert "training runs" not in resumed.output
+    assert serving_plan(svc.engine, DEMO_MODEL).champion == "1"
     assert len([r for e in client.search_experiments()
                 for r in client.search_runs([e.experiment_id])]) == len(runs)

@@ -39,6 +39,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
             env[f"WB_{field.upper()}"] = str(value)
     if settings.cookie_secure is not None:
         env["WB_COOKIE_SECURE"] = str(settings.cookie_secure).lower()
+    for field in ("mlflow_tracking_uri", "mlflow_registry_uri"):
+        if getattr(settings, field):
+            env[f"WB_{field.upper()}"] = getattr(settings, field)
     return env
 
 
