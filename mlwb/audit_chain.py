@@ -69,10 +69,10 @@ def verify_chain(
         prev_hash = row["hash"]
         expected_seq = seq + 1
     last = (rows[-1]["seq"], rows[-1]["hash"]) if rows else (0, "")
-    for where, head in exact_heads.items():
-        if tuple(head) != last:
+    for where, exact in exact_heads.items():
+        if tuple(exact) != last:
             report.problems.append(
-                f"the chain head kept in {where} is seq {head[0]}, but the table ends at seq "
+                f"the chain head kept in {where} is seq {exact[0]}, but the table ends at seq "
                 f"{last[0]} (entries were deleted or appended outside the writer)"
             )
     for where, head in (trailing_heads or {}).items():

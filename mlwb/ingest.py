@@ -211,8 +211,8 @@ class Ingest:
         self._publish_head()
         # Safe now: everything up to last_id is in the manifest. MINID drops ids *below* it,
         # so trim below the next possible id: the stream then holds only the backlog.
-        ms, seq = new.last_id.split("-")
-        self.redis.xtrim(self.stream, minid=f"{ms}-{int(seq) + 1}", approximate=False)
+        ms, sub = new.last_id.split("-")
+        self.redis.xtrim(self.stream, minid=f"{ms}-{int(sub) + 1}", approximate=False)
         self._forget_old_ids(now)
         return landed
 
