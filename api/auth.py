@@ -138,6 +138,11 @@ def _csrf_guard() -> None:
     """
     if request.routing_exception is not None:
         return
+    # Without a session cookie there is no ambient credential to abuse: the view answers 401.
+    # Sign-in keeps its check (a forged sign-in would put a victim in the attacker's account).
+    if request.endpoint != "auth.login" and request.cookies.get(
+            current_app.config["SESSION_COOKIE_NAME"]) is None:
+        return
     if request.method in ("POST", "PUT", "PATCH", "DELETE") and not request.headers.get(
         "Authorization"
     ) and not request.is_json:

@@ -16,12 +16,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlwb import defaults
-from mlwb.errors import InputError
+from mlwb.errors import InputError, NotFound
 from mlwb.ingest import Ingest
 from mlwb.lake import Lake
 from mlwb.manifest import Manifest, Segment, fsync_dir, write_manifest
@@ -143,6 +144,26 @@ def labelled(lake: Lake, model: str, since: datetime | str | None = None) -> lis
     return [_decode(r) for r in df.to_dict("records")]
 
 
+def feedback_frame(lake: Lake, model: str, since: datetime | str | None = None,
+                   target: str = "label") -> pd.DataFrame:
+    """Labelled predictions as training data: one row per prediction, its inputs as received
+    plus the true label in ``target`` (newest label wins; purged inputs are skipped)."""
+    rows = labelled(lake, model, since)
+    if not rows:
+        raise NotFound(f"no labelled predictions of {model!r}"
+                       f"{' since ' + str(since) if since else ''}; send feedback with "
+                       "POST /api/feedback", model=model)
+    records = []
+    for r in rows:
+        if not isinstance(r["inputs"], dict) or target in r["inputs"]:
+            continue
+        records.append({**r["inputs"], target: r["label"]})
+    if not records:
+        raise NotFound(f"the labelled predictions of {model!r} have no usable inputs "
+                       f"(purged, or a column already named {target!r})", model=model)
+    return pd.DataFrame.from_records(records)
+
+
 def purge_inputs(ingest: Ingest, before: datetime) -> int:
     """Blank the raw inputs of predictions made before ``before``; returns rows blanked.
 
@@ -196,6 +217,9 @@ def parse_day(text: str) -> datetime:
     """A UTC datetime from ``YYYY-MM-DD`` or ISO 8601 text; InputError says the format."""
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"{text!r} is not a date; use YYYY-MM-DD or an ISO 8601 time") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        to_micros(dt)  # the lake's range check
+    except ValueError as exc:
+        raise InputError(f"{text!r} is not a date the log can hold ({exc}); use YYYY-MM-DD "
+                         "or an ISO 8601 time between 2000 and 2100") from None
+    return dt

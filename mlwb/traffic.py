@@ -26,7 +26,7 @@ from mlwb.aliases import (
 )
 from mlwb.audit import audit
 from mlwb.db import metadata
-from mlwb.errors import InputError, Unprocessable
+from mlwb.errors import Conflict, InputError
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
 from mlwb.users import Principal
@@ -108,7 +108,7 @@ def set_traffic(services: Services, principal: Principal, model: str, mode: str,
     mlflow_aliases(mlflow_client(services.settings), model)  # NotFound for an unknown model
     if tmode != TrafficMode.SINGLE and "challenger" not in recorded_aliases(services.engine,
                                                                            model):
-        raise Unprocessable(f"{model!r} has no challenger yet; promote one first "
+        raise Conflict(f"{model!r} has no challenger yet; promote one first "
                             f"(`wb models promote {model} VERSION --alias challenger`)",
                             model=model)
     before = get_policy(services.engine, model)

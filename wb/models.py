@@ -7,11 +7,12 @@ approved by someone else (API or workbench), and the other way round.
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
 from mlwb import promotions as pr
-from mlwb.alias_drift import check_alias_drift, resolve_drift
+from mlwb.alias_drift import check_alias_drift, check_all, resolve_drift
 from mlwb.errors import InputError
 from mlwb.explain import explain
 from mlwb.traffic import set_traffic
@@ -140,6 +141,27 @@ def drift(model: str, confirm_id: int | None, revert_id: int | None, as_json: bo
     found = check_alias_drift(svc, model)
     emit([d.to_dict() for d in found],
          ["id", "alias", "recorded_version", "mlflow_version", "detected_at"], as_json)
+
+
+@models.command("watch-drift")
+@click.option("--every", default=30.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds between checks.")
+@click.option("--once", is_flag=True, help="Check once and exit.")
+def watch_drift(every: float, once: bool) -> None:
+    """Check every model's MLflow aliases against the record, forever (one MLflow call each
+    time); new differences are recorded, audited, and not served until decided."""
+    svc = services()
+    seen: set[int] = set()
+    while True:
+        for d in check_all(svc):
+            if d.id not in seen:
+                seen.add(d.id)
+                click.echo(f"drift #{d.id}: {d.model} {d.alias} is v{d.mlflow_version} in "
+                           f"MLflow, v{d.recorded_version} in the record; decide with "
+                           f"`wb models drift {d.model} --confirm {d.id}` or `--revert {d.id}`")
+        if once:
+            return
+        time.sleep(every)
 
 
 @models.command("explain")

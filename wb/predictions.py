@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import click
 
 from mlwb.audit import audit
 from mlwb.ingest import Ingest, IngestLocked
-from mlwb.predictions import WINDOWS, parse_day, purge_inputs, quality
+from mlwb.predictions import WINDOWS, feedback_frame, parse_day, purge_inputs, quality
 from wb.context import emit, json_option, me, services
 
 
@@ -57,6 +60,30 @@ def purge_cmd(before: str, yes: bool) -> None:
                f"{cutoff.isoformat()}")
 
 
+@click.command("from-feedback")
+@click.argument("model")
+@click.option("--since", default=None, help="Only predictions from this date (YYYY-MM-DD).")
+@click.option("--name", default=None, help="Data set name (default: MODEL-feedback).")
+@click.option("--target", default="label", show_default=True, help="Name of the label column.")
+def from_feedback_cmd(model: str, since: str | None, name: str | None, target: str) -> None:
+    """Build a data set version from MODEL's labelled predictions, ready for `wb run`."""
+    from mlwb.datasets import DatasetStore
+
+    svc = services()
+    frame = feedback_frame(svc.lake, model, parse_day(since) if since else None, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{model}-feedback.parquet"
+        frame.to_parquet(path, index=False)
+        dv = DatasetStore(svc.settings, svc.engine, svc.sink).add(
+            path, name or f"{model}-feedback", target, me())
+    click.echo(f"{dv.ref}: {dv.rows} labelled predictions, {dv.n_columns} columns, target "
+               f"{dv.target} -> use --param dataset={dv.ref}")
+
+
 def register(cli: click.Group) -> None:
-    """Add ``wb predictions``."""
+    """Add ``wb predictions``, and ``wb data from-feedback`` to the data group."""
     cli.add_command(predictions_group)
+    predictions_group.add_command(from_feedback_cmd)
+    data = cli.commands.get("data")  # wb.data registers before this module
+    if isinstance(data, click.Group):
+        data.add_command(from_feedback_cmd)

@@ -114,9 +114,9 @@ operation("get", "/api/models/{name}/traffic", summary="Traffic policy and servi
 STICKY = {"type": "boolean", "description": "keep a caller's traffic key on one arm"}
 operation("put", "/api/models/{name}/traffic",
           summary="Set single, split (weighted) or shadow traffic", tag="models",
-          role=Role.approver, scope=Scope.promote, errors=(404, 422),
+          role=Role.approver, scope=Scope.promote, errors=(404, 409),
           description="Split weights are normalised to sum to 1; split and shadow need a "
-                      "challenger.",
+                      "challenger (409 until one is promoted).",
           body=json_content({"oneOf": [
               obj({"mode": {"type": "string", "enum": ["single", "shadow"]},
                    "weights": {"anyOf": [obj({"champion": {"type": "number"}}),

@@ -145,10 +145,12 @@ MODEL_READY = obj({"name": {"type": "string"}, "version": {"type": "string"},
                    "ready": {"type": "boolean"}}, required=("name", "version", "ready"))
 for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{ver}"):
     operation("get", prefix, summary="Model metadata: input and output tensors", tag="v2",
-              errors=(404, 409), error_schema=V2_ERROR,
+              errors=(400, 404, 409), error_schema=V2_ERROR,
               responses={200: ("Metadata", MODEL_META)})
     operation("get", f"{prefix}/ready", summary="Whether the version is loaded and verified",
-              tag="v2", errors=(404,), error_schema=V2_ERROR,
+              tag="v2", errors=(400, 404, 409), error_schema=V2_ERROR,
+              description="409: the version's artifacts do not match the hash recorded at "
+                          "registration (or none was recorded), so it is never served.",
               responses={200: ("Ready", MODEL_READY)})
 INFER_INPUT = obj({
     "name": {"type": "string"}, "datatype": {"type": "string", "enum": [

@@ -16,8 +16,8 @@ import redis
 from flask import Blueprint, Response, g, jsonify
 
 from api.auth import requires, services
-from api.serving.service import json_object, serving
-from mlwb.errors import Conflict, InputError, NotFound, StoreError
+from api.serving.service import caller_key, json_object, serving
+from mlwb.errors import Conflict, InputError, NotFound, RateLimited, StoreError
 from mlwb.events import EventSink
 from mlwb.roles import Role, Scope
 
@@ -26,7 +26,11 @@ bp = Blueprint("serving_feedback", __name__)
 # How long a prediction id stays claimed; labels more than a year late are not expected.
 CLAIM_TTL_SECONDS = 400 * 86400
 
+# Also counts the caller's hit in the same per-token window as predictions (KEYS[3]).
 _CLAIM_AND_APPEND = """
+local n = redis.call('INCR', KEYS[3])
+if n == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
+if n > tonumber(ARGV[4]) then return -1 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
   redis.call('XADD', KEYS[2], '*', 't', 'feedback', 'd', ARGV[3])
   return 1
@@ -66,12 +70,20 @@ def feedback() -> tuple[Response, int]:
     row = EventSink.prepare("feedback", {"id": f"{pid}:feedback", "prediction_id": pid,
                                          "label": label, "caller": g.principal.actor})
     data = json.dumps(row, separators=(",", ":"), default=str)  # EventSink.send's wire form
+    state = serving()
+    caller = caller_key(g.principal)
+    state.check_rate(caller)
+    limiter = state.limiter
     try:
-        claimed = svc.redis.eval(_CLAIM_AND_APPEND, 2, f"wb:feedback:{pid}", svc.sink.stream,
-                                 row["ts"], CLAIM_TTL_SECONDS, data)
+        claimed = svc.redis.eval(_CLAIM_AND_APPEND, 3, f"wb:feedback:{pid}", svc.sink.stream,
+                                 limiter._key(caller), row["ts"], CLAIM_TTL_SECONDS, data,
+                                 limiter.limit, limiter.window + 1)
     except redis.RedisError as exc:
         raise StoreError(f"feedback could not be recorded ({exc}); nothing was stored, "
                          "retry") from exc
+    if claimed == -1:
+        raise RateLimited(f"too many requests for this token; wait up to {limiter.window} "
+                          "seconds and try again", retry_after=limiter.window)
     if not claimed:
         raise Conflict(f"prediction {pid} already has feedback; each prediction takes one "
                        "label", prediction_id=pid)

@@ -34,7 +34,9 @@ SAMPLED_MODEL = "openapi-linear"
 
 @pytest.fixture
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return shared_store(tmp_path_factory.getbasetemp() / "mlflow-shared")
+    """A store of this module's own: schemathesis learns names from responses, and models
+    other tests registered (with hashes in their own state DBs) would not be servable here."""
+    return shared_store(tmp_path_factory.getbasetemp() / "mlflow-openapi")
 
 
 @pytest.fixture

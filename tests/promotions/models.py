@@ -69,9 +69,9 @@ def _log(model: object, frame: pd.DataFrame, target: pd.Series, experiment_id: s
 
 
 def shared_store(base: Path) -> Store:
-    """The session's store under ``base`` (built on first use)."""
-    if "store" in _STORE:
-        return _STORE["store"]
+    """The session's store under ``base`` (built on first use of that folder)."""
+    if str(base) in _STORE:
+        return _STORE[str(base)]
     base.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{base / 'mlflow.db'}"
     artifact_root = (base / "artifacts").as_uri()
@@ -89,8 +89,8 @@ def shared_store(base: Path) -> Store:
         cy = data.target.iloc[:200]
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(cx, cy)
         classifier = _log(clf, cx, cy, exp, True)
-    _STORE["store"] = Store(uri, artifact_root, linear, bare, classifier)
-    return _STORE["store"]
+    _STORE[str(base)] = Store(uri, artifact_root, linear, bare, classifier)
+    return _STORE[str(base)]
 
 
 def with_store(settings: Settings, store: Store) -> Settings:

@@ -61,6 +61,8 @@ def test_cli_promotion_cycle(run, services: Services, people: dict[str, Principa
 
     mlflow.MlflowClient(tracking_uri=services.settings.tracking_uri).set_registered_model_alias(
         model, "champion", "1")
+    watched = run("models", "watch-drift", "--once")
+    assert watched.exit_code == 0 and f"{model} champion is v1 in MLflow, v2" in watched.output
     found = run("models", "drift", model, "--json")
     (item,) = [json.loads(line) for line in found.output.splitlines()]
     assert item["mlflow_version"] == "1"

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from mlwb import promotions as pr
-from mlwb.errors import Conflict, InputError, NotFound, PermissionDenied, Unprocessable
+from mlwb.errors import Conflict, InputError, NotFound, PermissionDenied
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
 from mlwb.traffic import set_traffic
@@ -108,7 +108,7 @@ def test_rollback_walks_back_the_holders(services: Services, people: dict[str, P
 def test_traffic_policy_and_serving_plan(services: Services, people: dict[str, Principal],
                                          model: str) -> None:
     promote(services, people, model, 1)
-    with pytest.raises(Unprocessable, match="no challenger"):
+    with pytest.raises(Conflict, match="no challenger"):
         set_traffic(services, people["ann"], model, "split",
                     {"champion": 0.9, "challenger": 0.1})
     promote(services, people, model, 2, alias="challenger")

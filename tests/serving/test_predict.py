@@ -108,8 +108,12 @@ def test_auth_scopes_and_rate_limit(world: World, predict) -> None:
     world.services.redis.delete(*world.services.redis.keys("wb:rl:predict:*"))
     world.land()
     before = world.services.lake.count("predictions")
-    codes = [predict(name, body).status_code for _ in range(5)]
-    assert codes == [200, 200, 200, 429, 429]
+    responses = [predict(name, body) for _ in range(5)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
+    pid = responses[0].get_json()["predictions"][0]["prediction_id"]
+    fb = world.client.post("/api/feedback", json={"prediction_id": pid, "label": 1},
+                           headers=world.headers)
+    assert fb.status_code == 429 and fb.headers["Retry-After"] == "60"  # the same window
     world.land()
     assert world.services.lake.count("predictions") == before + 3  # refused ones not logged
 
