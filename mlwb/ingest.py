@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class Ingest:
         self.batch = batch
         self.flush_seconds = flush_seconds
         self._lock_fh: Any = None
+        # Work that must run under the lake's lock (retention, purges), between batches.
+        self.hooks: list[Callable[[Ingest], None]] = []
         self._seen: OrderedDict[str, float] = OrderedDict()
         self.manifest = Manifest()
 
@@ -104,6 +107,8 @@ class Ingest:
         while not stop.is_set():
             try:
                 landed = self.step(block_ms=int(self.flush_seconds * 1000))
+                for hook in self.hooks:
+                    hook(self)
                 if time.monotonic() - last_compact > 10:
                     self.compact()
                     self.collect_garbage()

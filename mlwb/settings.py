@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = defaults.MAX_BODY_BYTES
     # Prediction requests one token (or person) may make per minute, across all workers.
     predict_rate_limit: int = 100_000
+    # Days raw prediction inputs are kept; the ingest blanks older ones hourly (0: forever).
+    prediction_inputs_days: int = 0
 
     @field_validator("data_dir")
     @classmethod

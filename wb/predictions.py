@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from mlwb.audit import audit
+from mlwb.errors import StoreError
 from mlwb.ingest import Ingest, IngestLocked
-from mlwb.predictions import WINDOWS, feedback_frame, parse_day, purge_inputs, quality
+from mlwb.predictions import WINDOWS, feedback_frame, parse_day, quality
+from mlwb.retention import purge, request_purge
 from wb.context import emit, json_option, me, services
 
 
@@ -37,8 +38,8 @@ def quality_cmd(model: str, window: str, since: str | None, as_json: bool) -> No
 def purge_cmd(before: str, yes: bool) -> None:
     """Blank raw inputs older than a date (outputs, versions and feedback are kept); audited.
 
-    The lake has one writer: stop the ingest first (`wb down`, or stop `wb ingest`), run the
-    purge, start it again.
+    The running ingest (the lake's only writer) carries it out; with no ingest running, this
+    command takes the lake's lock and does it itself.
     """
     cutoff = parse_day(before)
     if not yes:
@@ -48,14 +49,15 @@ def purge_cmd(before: str, yes: bool) -> None:
     try:
         ingest = Ingest(svc.redis, svc.settings.lake_dir).open()
     except IngestLocked:
-        raise IngestLocked("the ingest process is writing the lake; stop it (`wb down`, or "
-                           "stop `wb ingest`), run the purge, then start it again") from None
-    try:
-        blanked = purge_inputs(ingest, cutoff)
-    finally:
-        ingest.close()
-    audit(svc.sink, me().actor, "predictions.purged", "table:predictions",
-          before={"before": cutoff.isoformat()}, after={"inputs_blanked": blanked})
+        blanked = request_purge(svc.redis, cutoff, me().actor)
+        if blanked is None:
+            raise StoreError("the ingest holds the lake but did not answer within 2 minutes; "
+                             "check `data/logs/ingest.log`, then retry") from None
+    else:
+        try:
+            blanked = purge(ingest, svc.sink, cutoff, me().actor)
+        finally:
+            ingest.close()
     click.echo(f"blanked the inputs of {blanked} prediction(s) made before "
                f"{cutoff.isoformat()}")
 

@@ -62,12 +62,15 @@ def ingest_cmd() -> None:
     import redis as redis_lib
 
     import mlwb.tables_all  # noqa: F401  (every table the product records)
+    from mlwb.events import EventSink
     from mlwb.ingest import Ingest
+    from mlwb.retention import ingest_hook
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
     s = settings().check()
     client = redis_lib.Redis.from_url(s.effective_redis_url, socket_connect_timeout=5)
     ingest = Ingest(client, s.lake_dir, flush_seconds=s.ingest_flush_seconds).open()
+    ingest.hooks.append(ingest_hook(EventSink(client), s.prediction_inputs_days))
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
