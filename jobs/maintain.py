@@ -1,4 +1,5 @@
-"""The maintenance loop (`wb jobs maintain`): abandoned jobs, orphan runs, finished sweeps.
+"""The maintenance loop (`wb jobs maintain`): abandoned jobs, orphan runs, finished sweeps,
+and aliases moved in MLflow behind the promotion record's back.
 
 A worker whose whole process group was SIGKILLed stops heartbeating; RQ lets the job's
 heartbeat lapse ``JOB_MONITORING_INTERVAL + 60`` s after the last one, and this loop looks
@@ -16,6 +17,8 @@ from rq.registry import StartedJobRegistry, clean_registries
 
 from jobs import context, defaults, lifecycle, sweeps
 from jobs.queues import all_queues
+from mlwb.alias_drift import check_all
+from mlwb.errors import StoreError
 from mlwb.services import Services
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,14 @@ def maintain_once(services: Services, now: float | None = None) -> dict[str, Any
         clean_registries(q)
     ended = lifecycle.reconcile_runs(now)
     finished = sweeps.check_open(services)
-    return {"abandoned": abandoned, "runs_ended": ended, "sweeps_finished": finished}
+    # Aliases moved in MLflow directly: recorded, audited, and not served until confirmed.
+    try:
+        drift = len(check_all(services))
+    except StoreError as exc:
+        log.warning("maintenance: alias drift not checked: %s", exc.message)
+        drift = 0
+    return {"abandoned": abandoned, "runs_ended": ended, "sweeps_finished": finished,
+            "alias_drift_open": drift}
 
 
 def maintain_forever(services: Services, interval: float = defaults.MAINTENANCE_INTERVAL,

@@ -171,9 +171,10 @@ def test_cli_run_wait_follows_progress_to_the_end(worker: WorkerProc, job_servic
         assert result.exit_code == 0, result.output
         row = json.loads(result.output.strip().splitlines()[-1])
         assert row["status"] == "finished" and row["progress"].startswith("finished 3/3")
+        # patience=200: early stopping must not end it before the timeout does.
         failed = CliRunner().invoke(cli, ["run", "digits_cnn", "-p", "epochs=500", "-p",
-                                          "batch_size=8", "--timeout", "6", "--retries", "0",
-                                          "--wait"])
+                                          "patience=200", "-p", "batch_size=8", "--timeout",
+                                          "6", "--retries", "0", "--wait"])
         assert failed.exit_code == 1 and "failed" in failed.output
     finally:
         get_settings.cache_clear()

@@ -83,3 +83,17 @@ def test_moved_again_before_the_decision_needs_a_fresh_check(
     assert second.mlflow_version == "2" and second.id != first.id
     resolve_drift(services, people["ann"], second.id)
     assert pr.serving_plan(services.engine, model).champion == "2"
+
+
+def test_the_always_running_maintenance_finds_a_direct_move(
+        services: Services, people: dict[str, Principal], model: str) -> None:
+    """Nobody has to ask: `wb jobs maintain` checks every model on each pass."""
+    from jobs.maintain import maintain_once
+
+    pr.approve(services, people["ann"], pr.propose(services, people["sam"], model, 1).id)
+    maintain_once(services)
+    assert open_counts(services.engine).get(model, 0) == 0
+    mlflow_client(services).set_registered_model_alias(model, "champion", "2")
+    maintain_once(services)
+    assert open_counts(services.engine).get(model, 0) == 1
+    assert pr.serving_plan(services.engine, model).blocked == ["2"]
