@@ -30,11 +30,8 @@ def api_cmd(host: str | None, port: int | None, workers: int | None, threads: in
         "--worker-class", "gthread",
         "--graceful-timeout", "10",
         "--timeout", "60",
-        "--config", "python:api.gunicorn_conf",
         "api:create_app()",
     ]
-    # /metrics adds up every gunicorn worker's counters from this folder.
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(s.data_dir / "prometheus"))
     os.execv(sys.executable, args)
 
 

@@ -106,7 +106,6 @@ class Supervisor:
             "REDIS_URL": redis_url,
             "WB_DATA_DIR": str(self.data),
             "WB_ENV": self.settings.env.value,
-            "PROMETHEUS_MULTIPROC_DIR": str(self.data / "prometheus"),
             "PYTHONUNBUFFERED": "1",
         })
         return env

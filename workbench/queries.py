@@ -303,3 +303,17 @@ def model_versions(svc: Services, name: str) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=["version", "aliases", "status", "run_id", "source",
                                        "created"])
+
+
+@st.cache_data(ttl=LAKE_TTL, show_spinner=False, hash_funcs=HASH)
+def serving(svc: Services, name: str) -> dict[str, Any]:
+    """What the API serves for ``name`` by the promotion record, and open alias drift."""
+    from mlwb.alias_drift import list_drift
+    from mlwb.promotions import serving_plan
+
+    plan = serving_plan(svc.engine, name)
+    drift = [{"alias": d.alias, "moved in MLflow to": d.mlflow_version,
+              "our record": d.recorded_version, "detected": d.detected_at}
+             for d in list_drift(svc.engine, name)]
+    return {"champion": plan.champion, "challenger": plan.challenger, "mode": plan.mode,
+            "weights": plan.weights, "blocked": plan.blocked, "drift": drift}

@@ -22,10 +22,16 @@ from collections import defaultdict
 import redis
 from flask import Blueprint, Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
 
 from api.auth import requires
+from mlwb.alias_drift import open_counts
 from mlwb.roles import Role, Scope
 
 log = logging.getLogger(__name__)
@@ -166,5 +172,23 @@ def metrics() -> Response:
     from flask import current_app
 
     body = metrics_of(current_app.extensions).render()
+    body += drift_metrics(current_app.extensions["wb"].engine)
     return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+
+def drift_metrics(engine: Engine) -> bytes:
+    """Aliases moved in MLflow behind the promotion record, not served until confirmed."""
+    gauge = GaugeMetricFamily("wb_alias_drift_open",
+                              "Aliases moved in MLflow directly, awaiting an approver",
+                              labels=["model"])
+    for model, count in sorted(open_counts(engine).items()):
+        gauge.add_metric([model], float(count))
+
+    class _Drift(Collector):
+        def collect(self):  # type: ignore[no-untyped-def]
+            yield gauge
+
+    registry = CollectorRegistry()
+    registry.register(_Drift())
+    return generate_latest(registry)
 

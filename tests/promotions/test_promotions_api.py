@@ -103,6 +103,8 @@ def test_drift_over_http(client: FlaskClient, bearer: Bearer, model: str,
     assert (item["mlflow_version"], item["recorded_version"]) == ("2", None)
     plan = client.get(f"/api/models/{model}/traffic", headers=bearer("sam")).get_json()["plan"]
     assert plan["champion"] is None and plan["blocked"] == ["2"]
+    scraped = client.get("/metrics", headers=bearer("sam", Scope.read)).get_data(as_text=True)
+    assert f'wb_alias_drift_open{{model="{model}"}} 1.0' in scraped
     ok = client.post(f"/api/drift/{item['id']}/confirm", headers=bearer("ann"))
     assert ok.status_code == 200 and ok.get_json()["status"] == "confirmed"
     plan = client.get(f"/api/models/{model}/traffic", headers=bearer("sam")).get_json()["plan"]

@@ -84,6 +84,17 @@ def test_models_page_shows_aliases_and_versions(seeded: Seeded) -> None:
     assert list(versions["version"]) == [2, 1]
     assert list(versions["aliases"]) == ["challenger", "champion"]
     assert list(versions["run_id"]) == list(reversed(seeded.run_ids))
+    # The aliases were set in MLflow directly, never promoted: the API serves nothing, and
+    # once the maintenance pass has noticed, the page says so.
+    assert {m.label: m.value for m in at.metric}["Champion"] == "none"
+    from mlwb.alias_drift import check_all
+
+    check_all(seeded.svc)
+    import streamlit as st
+
+    st.cache_data.clear()  # pages cache reads for a few seconds
+    at = page("pages/models.py", cookie_for(seeded.settings, seeded.viewer))
+    assert at.warning and "moved in MLflow directly" in at.warning[0].value
 
 
 def test_jobs_page_shows_live_jobs_queues_and_history(seeded: Seeded) -> None:

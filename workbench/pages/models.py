@@ -1,4 +1,4 @@
-"""Models: registered models, their aliases (champion, challenger, ...) and versions."""
+"""Models: what the API serves (the promotion record), registered models, aliases, versions."""
 
 import streamlit as st
 
@@ -12,7 +12,19 @@ if models.empty:
             "`champion` and a `challenger`).")
     st.stop()
 st.dataframe(models, hide_index=True)
-name = st.selectbox("Versions of", list(models["model"]))
+name = st.selectbox("Model", list(models["model"]))
 with ui.shown_errors():
+    served = queries.serving(svc, name)
     versions = queries.model_versions(svc, name)
+st.subheader("Served by the API")
+cols = st.columns(3)
+cols[0].metric("Champion", f"v{served['champion']}" if served["champion"] else "none")
+cols[1].metric("Challenger", f"v{served['challenger']}" if served["challenger"] else "none")
+cols[2].metric("Traffic", served["mode"])
+if served["drift"]:
+    st.warning("An alias was moved in MLflow directly, not through a promotion. The API keeps "
+               "serving the recorded version until an approver confirms or reverts it "
+               "(`wb models drift`).")
+    st.dataframe(served["drift"], hide_index=True)
+st.subheader("Versions")
 st.dataframe(versions, hide_index=True)
