@@ -19,6 +19,8 @@ INGEST_BATCH = 5000
 INGEST_FLUSH_SECONDS = 0.5
 # Segments per table before the ingest compacts the oldest ones into one file.
 COMPACT_AFTER_SEGMENTS = 64
+# Segments with at least this many rows are final: compaction never rewrites them.
+COMPACT_TARGET_ROWS = 250_000
 # Superseded segment files are kept this long so a reader holding an old manifest still works.
 COMPACT_GRACE_SECONDS = 120.0
 # How long (seconds) the ingest remembers event ids to drop client retries of the same event,

@@ -244,7 +244,14 @@ class Ingest:
         for table, segments in list(self.manifest.tables.items()):
             if len(segments) <= defaults.COMPACT_AFTER_SEGMENTS:
                 continue
-            old, recent = segments[:-keep_newest], segments[-keep_newest:]
+            # Merge only small segments: a file that already holds a compaction's worth of
+            # rows is left alone, so a busy table is not rewritten whole every few seconds.
+            older = segments[:-keep_newest]
+            old = [seg for seg in older if seg.rows < defaults.COMPACT_TARGET_ROWS]
+            big = [seg for seg in older if seg.rows >= defaults.COMPACT_TARGET_ROWS]
+            recent = big + segments[-keep_newest:]
+            if len(old) < 2:
+                continue
             merged_tables = [pq.read_table(self.lake_dir / s.file) for s in old]
             merged = pa.concat_tables(merged_tables, promote_options="default")
             name = f"{table}/{self.manifest.version:012d}-c{uuid.uuid4().hex[:8]}.parquet"
