@@ -124,13 +124,21 @@ class Ingest:
 
     # -- one cycle -------------------------------------------------------------------
     def step(self, block_ms: int = 0) -> int:
-        """Read one batch and land it; returns the number of rows landed."""
+        """Read one batch and land it; returns the number of rows landed.
+
+        With ``block_ms`` (the running ingest), once the first entry arrives it keeps
+        collecting for half a flush interval: a trickle of events lands as one segment per
+        interval, not one tiny segment (and fsync, and manifest) per event. Without it
+        (drains, tests) it takes only what is already there.
+        """
         entries = self._read(block_ms)
         if not entries:
             return 0
-        # Keep reading briefly so a busy stream lands in large segments, not many tiny ones.
-        deadline = time.monotonic() + self.flush_seconds / 2
-        while len(entries) < self.batch and time.monotonic() < deadline:
+        if block_ms and len(entries) < self.batch:
+            # Let the batch gather, then take it in as few reads as possible (each read
+            # costs more CPU than the events it carries when they trickle in one by one).
+            time.sleep(self.flush_seconds / 2)
+        while len(entries) < self.batch:
             more = self._read(0, after=entries[-1][0])
             if not more:
                 break
