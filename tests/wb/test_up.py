@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -60,8 +61,12 @@ def test_up_starts_everything_refuses_a_second_and_stops_on_ctrl_c(tmp_path: Pat
         _gone, alive = psutil.wait_procs(family, timeout=30)
         assert not alive, [p.cmdline() for p in alive]
     finally:
-        if up.poll() is None:
+        if up.poll() is None:  # the test failed midway: take the whole stack down with it
+            leftovers = psutil.Process(up.pid).children(recursive=True)
             up.kill()
+            for proc in leftovers:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
         log.close()
     output = (tmp_path / "up.log").read_text()
     assert "ml-workbench is up" in output and f"localhost:{wb_port}" in output
