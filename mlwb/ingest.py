@@ -29,7 +29,14 @@ import redis
 from mlwb import defaults
 from mlwb.audit_chain import CONFLICT_KEY, HEAD_KEY, entry_hash
 from mlwb.errors import ConfigError, InputError
-from mlwb.manifest import Manifest, Segment, fsync_dir, read_manifest, write_manifest
+from mlwb.manifest import (
+    Manifest,
+    Segment,
+    fsync_dir,
+    read_manifest,
+    write_manifest,
+    write_parquet,
+)
 from mlwb.tables import TABLES, normalize_row
 
 log = logging.getLogger(__name__)
@@ -235,12 +242,7 @@ class Ingest:
         folder.mkdir(exist_ok=True)
         name = f"{table}/{version:012d}-{uuid.uuid4().hex[:8]}.parquet"
         columns = {c.name: [r[c.name] for r in rows] for c in spec.all_columns}
-        arrow = pa.table(columns, schema=spec.arrow_schema)
-        tmp = self.lake_dir / f"{name}.tmp"
-        pq.write_table(arrow, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.lake_dir / name)
+        write_parquet(self.lake_dir, name, pa.table(columns, schema=spec.arrow_schema))
         fsync_dir(folder)
         ts = columns["ts"]
         return Segment(file=name, rows=len(rows), min_ts=min(ts), max_ts=max(ts))
@@ -263,11 +265,7 @@ class Ingest:
             merged_tables = [pq.read_table(self.lake_dir / s.file) for s in old]
             merged = pa.concat_tables(merged_tables, promote_options="default")
             name = f"{table}/{self.manifest.version:012d}-c{uuid.uuid4().hex[:8]}.parquet"
-            tmp = self.lake_dir / f"{name}.tmp"
-            pq.write_table(merged, tmp, compression="zstd")
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.lake_dir / name)
+            write_parquet(self.lake_dir, name, merged)
             fsync_dir(self.lake_dir / table)
             seg = Segment(name, merged.num_rows, min(s.min_ts for s in old),
                           max(s.max_ts for s in old))

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 MANIFEST = "manifest.json"
 
 
@@ -81,6 +84,18 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def write_parquet(lake_dir: Path, name: str, table: pa.Table) -> None:
+    """Write segment ``name`` (relative to ``lake_dir``) via a temp file, fsynced, renamed.
+
+    The caller fsyncs the folder once its renames are done.
+    """
+    tmp = lake_dir / f"{name}.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, lake_dir / name)
 
 
 def write_manifest(lake_dir: Path, manifest: Manifest) -> None:

@@ -10,7 +10,6 @@ that arrive days later still count in the window their prediction belongs to.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from mlwb import defaults
 from mlwb.errors import InputError, NotFound
 from mlwb.ingest import Ingest
 from mlwb.lake import Lake
-from mlwb.manifest import Manifest, Segment, fsync_dir, write_manifest
+from mlwb.manifest import Manifest, Segment, fsync_dir, write_manifest, write_parquet
 from mlwb.tables import Column, Table, register, to_micros
 
 PREDICTIONS = register(Table("predictions", (
@@ -190,11 +189,7 @@ def purge_inputs(ingest: Ingest, before: datetime) -> int:
         inputs = pc.if_else(old, pa.scalar(None, pa.string()), table.column("inputs"))
         table = table.set_column(idx, "inputs", inputs)
         name = f"predictions/{manifest.version:012d}-p{uuid.uuid4().hex[:8]}.parquet"
-        tmp = ingest.lake_dir / f"{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, ingest.lake_dir / name)
+        write_parquet(ingest.lake_dir, name, table)
         fresh.append(Segment(name, seg.rows, seg.min_ts, seg.max_ts))
         replaced.append(seg)
         blanked += int(n)

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import Result
+
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
+from mlwb.settings import Settings
 from mlwb.users import User, operator
 
 PASSWORD = "correct-horse-battery"
@@ -32,3 +44,62 @@ def land(services: Services) -> None:
             pass
     finally:
         ingest.close()
+
+
+def cli_invoker(settings: Settings, monkeypatch: pytest.MonkeyPatch
+                ) -> Iterator[Callable[..., Result]]:
+    """Put ``settings`` in the environment as `wb` reads it; yield an in-process `wb` runner.
+
+    Use as ``yield from cli_invoker(settings, monkeypatch)`` inside a fixture.
+    """
+    from click.testing import CliRunner
+
+    from mlwb.settings import get_settings
+    from wb import context
+    from wb.main import cli
+
+    env = {"WB_DATA_DIR": str(settings.data_dir), "REDIS_URL": settings.effective_redis_url,
+           "WB_ENV": "test", "WB_SECRET_KEY": settings.secret_key,
+           "WB_MLFLOW_TRACKING_URI": settings.tracking_uri,
+           "WB_MLFLOW_REGISTRY_URI": settings.registry_uri}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    context.services.cache_clear()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
+    context.services.cache_clear()
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment a `wb` subprocess needs to run against ``settings``."""
+    env = dict(os.environ)
+    env.update({"WB_DATA_DIR": str(settings.data_dir), "REDIS_URL": settings.effective_redis_url,
+                "WB_ENV": "test", "WB_SECRET_KEY": "test-secret-key-0123456789abcdef",
+                "WB_COOKIE_SECURE": "false"})
+    return env
+
+
+def start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """A real `wb ingest` process, logging to ``log``."""
+    return subprocess.Popen([sys.executable, "-m", "wb", "ingest"], env=child_env(settings),
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def wait_for(url: str, timeout: float = 60,
+             proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``url`` answers 200 (failing early if ``proc`` exits first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc is None or proc.poll() is None, "the process exited early"
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered")

@@ -6,7 +6,6 @@ HTTP clients, and a reader querying the lake throughout.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,35 +24,10 @@ from mlwb.redis_server import free_port
 from mlwb.roles import Scope
 from mlwb.services import Services
 from mlwb.settings import Settings
-from tests.factories import make_token, make_user
+from tests.factories import child_env, make_token, make_user, start_ingest, wait_for
 
 TOTAL = 10_000
 CLIENTS = 16
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"WB_DATA_DIR": str(settings.data_dir), "REDIS_URL": settings.effective_redis_url,
-                "WB_ENV": "test", "WB_SECRET_KEY": "test-secret-key-0123456789abcdef",
-                "WB_COOKIE_SECURE": "false"})
-    return env
-
-
-def start_ingest(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "wb", "ingest"], env=child_env(settings),
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-def wait_for(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} never answered")
 
 
 @pytest.mark.slow

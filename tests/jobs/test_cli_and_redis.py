@@ -9,36 +9,22 @@ from pathlib import Path
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from experiments.runner import run_experiment
 from jobs.queues import queue
 from jobs.service import get_job, submit
 from mlwb.redis_server import free_port, start_redis
 from mlwb.services import Services
-from mlwb.settings import Settings, get_settings
-from tests.factories import OPERATOR
-from wb import context
-from wb.main import cli
+from mlwb.settings import Settings
+from tests.factories import OPERATOR, cli_invoker
 
 Invoke = Callable[..., Result]
 
 
 @pytest.fixture
 def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
-    monkeypatch.setenv("WB_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("REDIS_URL", settings.effective_redis_url)
-    monkeypatch.setenv("WB_ENV", "test")
-    monkeypatch.setenv("WB_SECRET_KEY", "test-secret-key-0123456789abcdef")
-    get_settings.cache_clear()
-    context.services.cache_clear()
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-    context.services.cache_clear()
+    yield from cli_invoker(settings, monkeypatch)
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -7,32 +7,17 @@ from collections.abc import Iterator
 
 import mlflow
 import pytest
-from click.testing import CliRunner, Result
 
 from mlwb import promotions as pr
 from mlwb.services import Services
-from mlwb.settings import Settings, get_settings
+from mlwb.settings import Settings
 from mlwb.users import Principal
-from wb import context
-from wb.main import cli
+from tests.factories import cli_invoker
 
 
 @pytest.fixture
 def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    monkeypatch.setenv("WB_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("REDIS_URL", settings.effective_redis_url)
-    monkeypatch.setenv("WB_ENV", "test")
-    monkeypatch.setenv("WB_SECRET_KEY", "test-secret-key-0123456789abcdef")
-    monkeypatch.setenv("WB_MLFLOW_TRACKING_URI", settings.tracking_uri)
-    get_settings.cache_clear()
-    context.services.cache_clear()
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-    context.services.cache_clear()
+    yield from cli_invoker(settings, monkeypatch)
 
 
 def test_cli_promotion_cycle(run, services: Services, people: dict[str, Principal],  # type: ignore[no-untyped-def]

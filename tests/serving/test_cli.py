@@ -9,32 +9,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner, Result
 
 from mlwb.ingest import Ingest
 from mlwb.retention import ingest_hook
-from mlwb.settings import get_settings
+from tests.factories import cli_invoker
 from tests.serving.conftest import World
-from wb import context
-from wb.main import cli
 
 
 @pytest.fixture
 def run(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    s = world.services.settings
-    monkeypatch.setenv("WB_DATA_DIR", str(s.data_dir))
-    monkeypatch.setenv("REDIS_URL", s.effective_redis_url)
-    monkeypatch.setenv("WB_ENV", "test")
-    monkeypatch.setenv("WB_SECRET_KEY", s.secret_key)
-    get_settings.cache_clear()
-    context.services.cache_clear()
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-    context.services.cache_clear()
+    yield from cli_invoker(world.services.settings, monkeypatch)
 
 
 def test_purge_blanks_old_inputs_keeps_the_rest_and_is_audited(world: World, predict,

@@ -21,8 +21,8 @@ import requests
 
 from mlwb.lake import Lake
 from mlwb.redis_server import free_port
+from tests.factories import child_env, start_ingest, wait_for
 from tests.serving.conftest import World
-from tests.test_event_store_kill import child_env, start_ingest, wait_for
 
 TOTAL = 800
 CLIENTS = 8

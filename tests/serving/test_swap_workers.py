@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from mlwb.redis_server import free_port
+from tests.factories import child_env, wait_for
 from tests.serving.conftest import World
-from tests.test_event_store_kill import child_env, wait_for
 
 
 @pytest.mark.slow

@@ -6,29 +6,17 @@ from collections.abc import Iterator
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from mlwb.settings import Settings, get_settings
-from tests.factories import land
+from tests.factories import cli_invoker, land
 from wb import context
 from wb.main import cli
 
 
 @pytest.fixture
 def run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    monkeypatch.setenv("WB_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("REDIS_URL", settings.effective_redis_url)
-    monkeypatch.setenv("WB_ENV", "test")
-    monkeypatch.setenv("WB_SECRET_KEY", "test-secret-key-0123456789abcdef")
-    get_settings.cache_clear()
-    context.services.cache_clear()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-    context.services.cache_clear()
+    yield from cli_invoker(settings, monkeypatch)
 
 
 def walk(group: click.Group, prefix: list[str]) -> Iterator[list[str]]:

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from mlwb.promotions import serving_plan
-from mlwb.settings import Settings, get_settings
-from tests.factories import land
+from mlwb.settings import Settings
+from tests.factories import cli_invoker, land
 from wb import context
 from wb.demo_steps import DEMO_MODEL, TRAFFIC
 from wb.main import cli
@@ -18,15 +18,8 @@ from wb.main import cli
 
 @pytest.fixture
 def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("WB_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("REDIS_URL", settings.effective_redis_url)
-    monkeypatch.setenv("WB_ENV", "test")
-    monkeypatch.setenv("WB_SECRET_KEY", "test-secret-key-0123456789abcdef")
-    get_settings.cache_clear()
-    context.services.cache_clear()
-    yield
-    get_settings.cache_clear()
-    context.services.cache_clear()
+    for _ in cli_invoker(settings, monkeypatch):
+        yield
 
 
 @pytest.mark.slow

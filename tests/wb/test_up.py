@@ -7,27 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
-import requests
 
 from mlwb.redis_server import free_port
-
-
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "wb up exited early"
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} never answered")
+from tests.factories import wait_for
 
 
 @pytest.mark.slow
@@ -43,8 +29,8 @@ def test_up_starts_everything_refuses_a_second_and_stops_on_ctrl_c(tmp_path: Pat
     up = subprocess.Popen([sys.executable, "-m", "wb", "up", "--no-demo"], env=env,
                           stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        wait_for(f"http://127.0.0.1:{api_port}/healthz", up)
-        wait_for(f"http://127.0.0.1:{wb_port}/_stcore/health", up)
+        wait_for(f"http://127.0.0.1:{api_port}/healthz", 180, up)
+        wait_for(f"http://127.0.0.1:{wb_port}/_stcore/health", 180, up)
         # The private Redis keeps an AOF under the data folder.
         assert (tmp_path / "data" / "redis").exists()
         names = {" ".join(p.cmdline()) for p in psutil.Process(up.pid).children(recursive=True)}
