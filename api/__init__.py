@@ -9,28 +9,17 @@ from __future__ import annotations
 import importlib
 import logging
 from datetime import timedelta
-from typing import Any
 
 from flask import Flask
-from flask.json.provider import DefaultJSONProvider
 
+from api.fastjson import FastJSONProvider
+from api.sessions import LeanSessionInterface
 from mlwb.services import Services
 from mlwb.settings import Settings, get_settings
 
 # Modules with a ``bp`` Blueprint, registered in order.
 BLUEPRINTS = ["api.health", "api.events", "api.serving", "api.promotions", "api.explain",
               "api.jobs", "api.openapi"]
-
-
-class SafeJSONProvider(DefaultJSONProvider):
-    """JSON that is too deeply nested is a client mistake (400), not a RecursionError (500)."""
-
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        """Parse JSON; pathological nesting raises ValueError, which Flask answers with 400."""
-        try:
-            return super().loads(s, **kwargs)
-        except RecursionError:
-            raise ValueError("the JSON body is nested too deeply") from None
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -48,7 +37,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=settings.session_minutes * 60,
-        JSON_SORT_KEYS=False,
     )
     if settings.trusted_proxies:
         # Only behind a proxy we run: otherwise a client would choose its own address.
@@ -56,7 +44,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
-    app.json = SafeJSONProvider(app)
+    app.json = FastJSONProvider(app)
+    app.session_interface = LeanSessionInterface()
     app.extensions["wb"] = services or Services.from_settings(settings)
 
     from api.auth import init_auth

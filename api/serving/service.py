@@ -7,7 +7,6 @@ traffic split, signed ids, prediction log and metrics.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from api.auth import services
+from api.fastjson import dumps_bytes
 from api.serving.metrics import ServingMetrics, metrics_of
 from api.serving.model import LoadedModel
 from api.serving.output import Output
@@ -27,6 +27,7 @@ from mlwb.errors import InputError, RateLimited, StoreError
 from mlwb.prediction_ids import PredictionIds, new_request_id
 from mlwb.predictions import row_id
 from mlwb.ratelimit import FixedWindow
+from mlwb.redis_script import FastScript
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
 from mlwb.users import Principal
@@ -58,7 +59,7 @@ class Serving:
     metrics: ServingMetrics
     limiter: FixedWindow
     log_predictions: bool = True  # off only for the benchmark's logging-cost comparison
-    script: Any = None  # the registered _COUNT_AND_LOG
+    script: Any = None  # _COUNT_AND_LOG as a FastScript
     over_until: dict[str, float] = field(default_factory=dict)  # caller -> window end
 
     def check_rate(self, caller: str) -> None:
@@ -73,7 +74,7 @@ class Serving:
         """Count the hit and append ``rows`` in one atomic round trip; 429 over the limit."""
         args: list[Any] = [self.limiter.limit, self.limiter.window + 1]
         for table, row in rows:
-            args += [table, json.dumps(row, separators=(",", ":"), default=str)]
+            args += [table, dumps_bytes(row, default=str)]
         key = self.limiter._key(caller)  # FixedWindow's own key scheme, shared by all workers
         try:
             count = int(self.script(keys=[key, services().sink.stream], args=args))
@@ -103,7 +104,7 @@ def serving(app: Flask | None = None) -> Serving:
             ids=PredictionIds(s.resolved_secret_key()),
             metrics=metrics_of(app.extensions),
             limiter=FixedWindow(svc.redis, "predict", s.predict_rate_limit, RATE_WINDOW),
-            script=svc.redis.register_script(_COUNT_AND_LOG),
+            script=FastScript(svc.redis, _COUNT_AND_LOG),
         )
         found = app.extensions.setdefault("wb_serving", found)
     return found  # type: ignore[no-any-return]
