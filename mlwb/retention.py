@@ -50,7 +50,8 @@ def purge(ingest: Ingest, sink: EventSink, before: datetime, actor: str) -> int:
 
 def ingest_hook(sink: EventSink, keep_days: int) -> Callable[[Ingest], None]:
     """What the ingest runs between batches: answer purge requests; apply retention hourly."""
-    last_retention = 0.0
+    last_retention: float | None = None  # None: apply at the first call (monotonic time
+    # starts near zero at boot, so "0 seconds" would wait up to an hour on a fresh machine)
 
     def hook(ingest: Ingest) -> None:
         nonlocal last_retention
@@ -60,7 +61,8 @@ def ingest_hook(sink: EventSink, keep_days: int) -> Callable[[Ingest], None]:
             key = RESULT + req["id"]
             ingest.redis.rpush(key, json.dumps({"blanked": blanked}))
             ingest.redis.expire(key, 600)
-        if keep_days > 0 and time.monotonic() - last_retention > EVERY_SECONDS:
+        if keep_days > 0 and (last_retention is None
+                              or time.monotonic() - last_retention > EVERY_SECONDS):
             last_retention = time.monotonic()
             cutoff = datetime.now(UTC) - timedelta(days=keep_days)
             purge(ingest, sink, cutoff, f"system:retention({keep_days}d)")
