@@ -37,7 +37,7 @@ from mlwb.manifest import (
     write_manifest,
     write_parquet,
 )
-from mlwb.tables import TABLES, normalize_row
+from mlwb.tables import TABLES, load_json, normalize_row
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Ingest:
         for sid, fields in entries:
             table = fields.get("t", "")
             try:
-                row = normalize_row(table, json.loads(fields.get("d", "")))
+                row = normalize_row(table, load_json(fields.get("d", "")))
             except (InputError, ValueError, TypeError) as exc:
                 by_table["dead_letters"].append(
                     normalize_row("dead_letters", {

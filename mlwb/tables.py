@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from mlwb import defaults
@@ -114,8 +115,30 @@ register(Table("dead_letters", (
 
 
 def canonical_json(value: Any) -> str:
-    """JSON text that is the same for equal values (sorted keys, no spaces)."""
+    """JSON text that is the same for equal values (sorted keys, no spaces).
+
+    The audit chain hashes this text: it must never change (see ``stored_json``)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+_STORED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def stored_json(value: Any) -> str:
+    """The text a JSON column stores: sorted keys, no spaces (orjson: several times faster
+    than ``json``, and non-finite floats become ``null``, which every JSON reader takes)."""
+    try:
+        return orjson.dumps(value, default=str, option=_STORED).decode()
+    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
+        return canonical_json(value)
+
+
+def load_json(text: str | bytes) -> Any:
+    """Parse JSON (orjson; ``json`` for what orjson refuses, such as ``NaN``)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _coerce(col: Column, value: Any, table: str) -> Any:
@@ -126,7 +149,7 @@ def _coerce(col: Column, value: Any, table: str) -> Any:
     kind = col.type
     try:
         if kind == "json":
-            return canonical_json(value)
+            return stored_json(value)
         if kind == "string":
             if not isinstance(value, str | int | float):
                 raise TypeError

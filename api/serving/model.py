@@ -198,9 +198,13 @@ class LoadedModel:
         """One forward pass of the module on float32 rows (called by the batcher)."""
         import torch
 
+        device = self._raw.device
         with torch.inference_mode():  # an eval-mode module is safe to share between threads
-            out = self._raw.module(torch.as_tensor(x, device=self._raw.device)).float()
-        return out.cpu().numpy()  # type: ignore[no-any-return]
+            t = torch.from_numpy(x)
+            out = self._raw.module(t if str(device) == "cpu" else t.to(device))
+        if out.dtype != torch.float32:
+            out = out.float()
+        return (out if out.device.type == "cpu" else out.cpu()).numpy()  # type: ignore[no-any-return]
 
     def _torch(self, parsed: Parsed) -> Output:
         """experiments.pyfunc's forward pass without its DataFrame round trip: the same

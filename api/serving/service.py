@@ -16,8 +16,8 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from api.auth import services
 from api.fastjson import dumps_bytes
+from api.serving.batcher import Combiner
 from api.serving.metrics import ServingMetrics, metrics_of
 from api.serving.model import LoadedModel
 from api.serving.output import Output
@@ -36,18 +36,31 @@ log = logging.getLogger(__name__)
 
 RATE_WINDOW = 60  # seconds of the per-token prediction rate limit
 
-# One round trip per request: count the caller's hit in its rate-limit window (the key
-# scheme of mlwb.ratelimit.FixedWindow) and, only if within the limit, append the prediction
-# rows to the event stream in EventSink.send's wire form ({"t": table, "d": json}).
+# One round trip for the requests of one process that finish together (flat combining,
+# api.serving.batcher.Combiner): for each request, count the caller's hit in its rate-limit
+# window (the key scheme of mlwb.ratelimit.FixedWindow) and, only if within the limit, append
+# its prediction rows to the event stream in EventSink.send's wire form ({"t": table,
+# "d": json}). KEYS: the stream, then one rate key per request. ARGV: limit, window TTL,
+# then per request its row count and (table, json) pairs. Returns each request's count.
 _COUNT_AND_LOG = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if n > tonumber(ARGV[1]) then return n end
-for i = 3, #ARGV, 2 do
-  redis.call('XADD', KEYS[2], '*', 't', ARGV[i], 'd', ARGV[i + 1])
+local limit, ttl = tonumber(ARGV[1]), ARGV[2]
+local counts, a = {}, 3
+for r = 2, #KEYS do
+  local n = redis.call('INCR', KEYS[r])
+  if n == 1 then redis.call('EXPIRE', KEYS[r], ttl) end
+  counts[r - 1] = n
+  local rows = tonumber(ARGV[a])
+  a = a + 1
+  if n <= limit then
+    for i = a, a + 2 * rows - 1, 2 do
+      redis.call('XADD', KEYS[1], '*', 't', ARGV[i], 'd', ARGV[i + 1])
+    end
+  end
+  a = a + 2 * rows
 end
-return n
+return counts
 """
+LOG_BATCH = 64  # requests in one round trip at most
 
 
 @dataclass
@@ -58,9 +71,13 @@ class Serving:
     ids: PredictionIds
     metrics: ServingMetrics
     limiter: FixedWindow
+    script: FastScript
+    stream: str  # the event stream the rows go to
     log_predictions: bool = True  # off only for the benchmark's logging-cost comparison
-    script: Any = None  # _COUNT_AND_LOG as a FastScript
     over_until: dict[str, float] = field(default_factory=dict)  # caller -> window end
+
+    def __post_init__(self) -> None:
+        self.log: Combiner[tuple[str, list[Any]], int] = Combiner(self._write, LOG_BATCH)
 
     def check_rate(self, caller: str) -> None:
         """Refuse early a caller this process already saw over its limit in this window."""
@@ -71,13 +88,14 @@ class Serving:
             self.over_until.pop(caller, None)
 
     def count_and_log(self, caller: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
-        """Count the hit and append ``rows`` in one atomic round trip; 429 over the limit."""
-        args: list[Any] = [self.limiter.limit, self.limiter.window + 1]
+        """Count the hit and append ``rows`` (one atomic step, its round trip shared with
+        concurrent requests of this process); 429 over the limit."""
+        data: list[Any] = []
         for table, row in rows:
-            args += [table, dumps_bytes(row, default=str)]
+            data += [table, dumps_bytes(row, default=str)]
         key = self.limiter._key(caller)  # FixedWindow's own key scheme, shared by all workers
         try:
-            count = int(self.script(keys=[key, services().sink.stream], args=args))
+            count = self.log((key, data))
         except redis.RedisError as exc:
             raise StoreError(f"the prediction log at Redis is unavailable ({exc}); nothing "
                              "was recorded, retry the request") from exc
@@ -85,6 +103,14 @@ class Serving:
             window = self.limiter.window
             self.over_until[caller] = (time.time() // window + 1) * window
             self._refuse()
+
+    def _write(self, requests: list[tuple[str, list[Any]]]) -> list[int]:
+        """One round trip for the queued requests' counts and rows."""
+        args: list[Any] = [self.limiter.limit, self.limiter.window + 1]
+        for _, data in requests:
+            args += [len(data) // 2, *data]
+        counts = self.script([self.stream, *(key for key, _ in requests)], args)
+        return [int(c) for c in counts]
 
     def _refuse(self) -> None:
         raise RateLimited(f"too many prediction requests for this token; wait up to "
@@ -105,6 +131,7 @@ def serving(app: Flask | None = None) -> Serving:
             metrics=metrics_of(app.extensions),
             limiter=FixedWindow(svc.redis, "predict", s.predict_rate_limit, RATE_WINDOW),
             script=FastScript(svc.redis, _COUNT_AND_LOG),
+            stream=svc.sink.stream,
         )
         found = app.extensions.setdefault("wb_serving", found)
     return found  # type: ignore[no-any-return]

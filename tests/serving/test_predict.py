@@ -171,3 +171,42 @@ def test_alias_move_is_served_within_seconds_without_failures(world: World, monk
     # Once the new plan is in, no request goes back to the old version.
     first_new = versions.index("2")
     assert versions[first_new:].count("1") <= len(threads)
+
+
+def test_concurrent_requests_share_log_round_trips_and_the_limit_stays_exact(
+        world: World) -> None:
+    """Requests finishing together share one Redis round trip (flat combining); each is
+    still counted once against the limit, and only the admitted ones are logged."""
+    import threading
+
+    name = world.model("lr")
+    state = world.app.extensions.get("wb_serving")
+    if state is None:  # built on first use
+        assert world.client.post(f"/api/models/{name}/predict",
+                                 json={"instances": world.rows(1)},
+                                 headers=world.headers).status_code == 200
+        state = world.app.extensions["wb_serving"]
+    state.limiter.limit = 40
+    world.services.redis.delete(*world.services.redis.keys("wb:rl:predict:*"))
+    world.land()
+    before = world.services.lake.count("predictions")
+    calls_before = state.log.calls
+    start = threading.Barrier(60)
+    codes: list[int] = []
+
+    def caller(i: int) -> None:
+        client = world.app.test_client()
+        start.wait()
+        r = client.post(f"/api/models/{name}/predict", json={"instances": world.rows(1, i)},
+                        headers=world.headers)
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(codes) == [200] * 40 + [429] * 20
+    assert state.log.calls - calls_before < 60  # some requests shared a round trip
+    world.land()
+    assert world.services.lake.count("predictions") == before + 40
