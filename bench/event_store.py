@@ -7,6 +7,7 @@ Starts its own redis-server on a free port and an ingest thread; prints one tabl
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import threading
@@ -83,9 +84,34 @@ def main() -> None:
         print(f"{'record -> readable, p95 (ms)':44} {q[-1] * 1000:12.1f}")
         label = f"backlog of {n} drained after recording (s)"
         print(f"{label:44} {drain:12.2f}")
+        per_event = ingest_cpu(client, root / "lake-predictions", n)
+        print(f"{'ingest CPU per prediction row, backlog (us)':44} {per_event:12.1f}")
     finally:
         proc.terminate()
         proc.wait()
+
+
+def ingest_cpu(client: redis.Redis, lake_dir: Path, n: int) -> float:
+    """CPU microseconds the ingest spends per prediction row (30 inputs, probabilities)
+    landing a backlog of ``n`` rows in its full-size batches."""
+    import mlwb.tables_all  # noqa: F401  (registers the predictions table)
+
+    row = {"id": "", "ts": 0, "prediction_id": "", "request_id": "r", "model": "m",
+           "version": "1", "alias": "champion", "arm": "champion", "caller": "tok",
+           "inputs": {f"feature_{j}": j * 1.5 for j in range(30)},
+           "outputs": {"prediction": 1, "probabilities": {"0": 0.25, "1": 0.75}},
+           "latency_ms": 1.2, "timings": {"validate": 0.1, "model": 0.05}, "run_id": "run"}
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        row.update(id=f"p{i}", prediction_id=f"p{i}", ts=time.time())
+        pipe.xadd("wb:events", {"t": "predictions", "d": json.dumps(row)})
+    pipe.execute()
+    ingest = Ingest(client, lake_dir).open()
+    landed, c0 = 0, time.process_time()
+    while landed < n:
+        landed += ingest.step()
+    ingest.close()
+    return (time.process_time() - c0) * 1e6 / n
 
 
 if __name__ == "__main__":
