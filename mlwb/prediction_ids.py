@@ -8,7 +8,6 @@ prediction itself has reached the lake.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import random
@@ -52,7 +51,7 @@ class PredictionIds:
         self._key = key.encode()
 
     def _mac(self, body: str) -> str:
-        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:MAC_CHARS]
+        return hmac.digest(self._key, body.encode(), "sha256").hex()[:MAC_CHARS]
 
     def sign(self, request_id: str, row: int) -> str:
         """The prediction id of row ``row`` of request ``request_id``."""
