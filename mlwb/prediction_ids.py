@@ -12,36 +12,21 @@ import hmac
 import os
 import random
 import re
-import threading
 
 MAC_CHARS = 20  # 80 bits of HMAC: forging one id takes ~2**79 guesses
 ID_RE = re.compile(r"^([0-9a-f]{24})-([0-9]{1,6})\.([0-9a-f]{20})$")  # 20 = MAC_CHARS
 
 
-class _RequestIds:
-    """96-bit random ids from a generator seeded per process from the OS.
-
-    Uniqueness, not secrecy, is what a request id needs (prediction ids are protected by
-    their MAC): a per-process generator saves a system call per request, and reseeding
-    after a fork keeps two gunicorn workers from ever sharing a sequence.
-    """
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._rng = random.Random()
-        self._lock = threading.Lock()
-
-    def __call__(self) -> str:
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._rng.seed(os.urandom(32))
-                    self._pid = os.getpid()
-        return f"{self._rng.getrandbits(96):024x}"
+# Uniqueness, not secrecy, is what a request id needs (prediction ids are protected by their
+# MAC): a generator seeded from the OS saves a system call per request, and reseeding it in
+# every forked child keeps two gunicorn workers from ever sharing a sequence.
+_rng = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(32)))
 
 
-new_request_id = _RequestIds()
-new_request_id.__doc__ = "A fresh random request id (24 hex characters)."
+def new_request_id() -> str:
+    """A fresh random request id (24 hex characters, 96 random bits)."""
+    return f"{_rng.getrandbits(96):024x}"
 
 
 class PredictionIds:

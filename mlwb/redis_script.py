@@ -3,8 +3,8 @@
 redis-py's ``Script.__call__`` goes through argument deprecation checks, the connection
 pool's lock and PID check, a retry wrapper and response callbacks on every call: about as
 much CPU as the rest of a prediction request. :class:`FastScript` keeps one connection per
-thread (made by the client's own pool, so it has the same address, credentials and hiredis
-parser), sends ``EVALSHA`` and reads the reply. The script is loaded again if the server
+thread (built from the client's pool settings, so it has the same address, credentials and
+hiredis parser), sends ``EVALSHA`` and reads the reply. The script is loaded again if the server
 lost it (``NOSCRIPT``), and a broken connection is reopened and the call retried once.
 """
 
@@ -18,6 +18,16 @@ from typing import Any
 import redis
 from redis.connection import AbstractConnection
 from redis.exceptions import NoScriptError
+
+_generation = 0  # bumped in a forked child: connections made before the fork are the parent's
+
+
+def _forked() -> None:
+    global _generation
+    _generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class FastScript:
@@ -56,13 +66,16 @@ class FastScript:
     def _conn(self) -> AbstractConnection:
         local = self._local
         conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():  # a forked child makes its own
-            conn = self.client.connection_pool.make_connection()  # type: ignore[assignment]
-            local.conn, local.pid = conn, os.getpid()
-        return conn  # type: ignore[return-value]
+        if conn is None or local.generation != _generation:  # a forked child makes its own
+            # Built like the pool builds its own (same address, credentials, parser) but not
+            # counted against the pool's max_connections: these are not the pool's to lend.
+            pool = self.client.connection_pool
+            conn = pool.connection_class(**pool.connection_kwargs)
+            local.conn, local.generation = conn, _generation
+        return conn  # type: ignore[no-any-return]
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
-        if conn is not None and self._local.pid == os.getpid():
-            conn.disconnect()
+        if conn is not None and self._local.generation == _generation:
+            conn.disconnect()  # never a socket the parent process still uses

@@ -40,11 +40,14 @@ def request_purge(client: redis.Redis, before: datetime, actor: str,
     return int(json.loads(answer[1])["blanked"])
 
 
-def purge(ingest: Ingest, sink: EventSink, before: datetime, actor: str) -> int:
-    """Blank inputs before ``before`` under the ingest's lock, and audit it."""
+def purge(ingest: Ingest, sink: EventSink, before: datetime, actor: str,
+          audit_nothing: bool = True) -> int:
+    """Blank inputs before ``before`` under the ingest's lock, and audit it (a pass that
+    blanked nothing only if ``audit_nothing``)."""
     blanked = purge_inputs(ingest, before)
-    audit(sink, actor, "predictions.purged", "table:predictions",
-          before={"before": before.isoformat()}, after={"inputs_blanked": blanked})
+    if blanked or audit_nothing:
+        audit(sink, actor, "predictions.purged", "table:predictions",
+              before={"before": before.isoformat()}, after={"inputs_blanked": blanked})
     return blanked
 
 
@@ -65,6 +68,8 @@ def ingest_hook(sink: EventSink, keep_days: int) -> Callable[[Ingest], None]:
                               or time.monotonic() - last_retention > EVERY_SECONDS):
             last_retention = time.monotonic()
             cutoff = datetime.now(UTC) - timedelta(days=keep_days)
-            purge(ingest, sink, cutoff, f"system:retention({keep_days}d)")
+            # A person's purge is always audited; the automatic pass only when it blanked
+            # something (an ingest restarting in a loop must not fill the audit log).
+            purge(ingest, sink, cutoff, f"system:retention({keep_days}d)", audit_nothing=False)
 
     return hook

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pyarrow as pa
 
-from mlwb import defaults
+from mlwb import defaults, fastjson
 from mlwb.errors import InputError
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -121,24 +120,15 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-_STORED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-
-
 def stored_json(value: Any) -> str:
-    """The text a JSON column stores: sorted keys, no spaces (orjson: several times faster
-    than ``json``, and non-finite floats become ``null``, which every JSON reader takes)."""
-    try:
-        return orjson.dumps(value, default=str, option=_STORED).decode()
-    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
-        return canonical_json(value)
+    """The text a JSON column stores: sorted keys, no spaces (orjson, several times faster
+    than ``json``; non-finite floats become ``null``, which every JSON reader takes)."""
+    return fastjson.dumps(value, default=str, sort_keys=True).decode()
 
 
 def load_json(text: str | bytes) -> Any:
-    """Parse JSON (orjson; ``json`` for what orjson refuses, such as ``NaN``)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    """Parse JSON as ``json.loads`` would (:mod:`mlwb.fastjson`)."""
+    return fastjson.loads(text)
 
 
 def _coerce(col: Column, value: Any, table: str) -> Any:

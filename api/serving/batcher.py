@@ -27,10 +27,11 @@ R = TypeVar("R")
 
 
 class _Slot(Generic[T, R]):
-    __slots__ = ("done", "error", "event", "item", "lead", "result")
+    __slots__ = ("done", "error", "event", "item", "lead", "result", "size")
 
-    def __init__(self, item: T) -> None:
+    def __init__(self, item: T, size: int) -> None:
         self.item = item
+        self.size = size
         self.event: threading.Event | None = None  # made only for a thread that waits
         self.done = False
         self.lead = False
@@ -59,7 +60,9 @@ class Combiner(Generic[T, R]):
 
     def __call__(self, item: T) -> R:
         """``fn([item])[0]``, possibly computed together with other threads' items."""
-        slot: _Slot[T, R] = _Slot(item)
+        # Sized here, in the caller's own thread: an item whose size fails fails its caller
+        # only, before it is queued, never the leader of someone else's batch.
+        slot: _Slot[T, R] = _Slot(item, self.size(item))
         with self._lock:
             self._pending.append(slot)
             lead = not self._busy
@@ -86,11 +89,11 @@ class Combiner(Generic[T, R]):
             with self._lock:
                 batch: list[_Slot[T, R]] = []
                 total = 0
-                while self._pending and (not batch or total + self.size(
-                        self._pending[0].item) <= self.max_size):
+                while self._pending and (not batch or total + self._pending[0].size
+                                         <= self.max_size):
                     slot = self._pending.pop(0)
                     batch.append(slot)
-                    total += self.size(slot.item)
+                    total += slot.size
             self._run(batch)
         with self._lock:
             if self._pending:

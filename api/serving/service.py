@@ -16,13 +16,13 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from api.fastjson import dumps_bytes
 from api.serving.batcher import Combiner
 from api.serving.metrics import ServingMetrics, metrics_of
 from api.serving.model import LoadedModel
 from api.serving.output import Output
 from api.serving.runtime import Arm, ModelRuntime
 from api.serving.schema import InputSchema, Parsed, Unsupported
+from mlwb import fastjson
 from mlwb.errors import InputError, RateLimited, StoreError
 from mlwb.prediction_ids import PredictionIds, new_request_id
 from mlwb.predictions import row_id
@@ -60,7 +60,7 @@ for r = 2, #KEYS do
 end
 return counts
 """
-LOG_BATCH = 64  # requests in one round trip at most
+LOG_BATCH_ROWS = 2000  # rows in one round trip at most (a larger request goes alone)
 
 
 @dataclass
@@ -77,7 +77,8 @@ class Serving:
     over_until: dict[str, float] = field(default_factory=dict)  # caller -> window end
 
     def __post_init__(self) -> None:
-        self.log: Combiner[tuple[str, list[Any]], int] = Combiner(self._write, LOG_BATCH)
+        self.log: Combiner[tuple[str, list[Any]], int] = Combiner(
+            self._write, LOG_BATCH_ROWS, lambda item: max(1, len(item[1]) // 2))
 
     def check_rate(self, caller: str) -> None:
         """Refuse early a caller this process already saw over its limit in this window."""
@@ -92,7 +93,7 @@ class Serving:
         concurrent requests of this process); 429 over the limit."""
         data: list[Any] = []
         for table, row in rows:
-            data += [table, dumps_bytes(row, default=str)]
+            data += [table, fastjson.dumps(row, default=str)]
         key = self.limiter._key(caller)  # FixedWindow's own key scheme, shared by all workers
         try:
             count = self.log((key, data))
@@ -170,7 +171,7 @@ def json_object() -> dict[str, Any]:
 
 def json_response(obj: Any, headers: dict[str, str]) -> Response:
     """A 200 JSON response with ``headers``, built in one step (what ``jsonify`` writes)."""
-    return Response(dumps_bytes(obj) + b"\n", mimetype="application/json",
+    return Response(fastjson.dumps(obj) + b"\n", mimetype="application/json",
                     headers=headers)
 
 

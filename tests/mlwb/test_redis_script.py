@@ -61,3 +61,24 @@ def test_threads_each_use_their_own_connection(redis_client: redis.Redis) -> Non
         t.join(timeout=30)
     assert int(redis_client.get("n") or 0) == 1600
     assert len(conns) == 8
+
+
+def test_a_forked_child_opens_its_own_connection(redis_client: redis.Redis) -> None:
+    import os
+
+    script = FastScript(redis_client, ADD)
+    assert script(["n"], [1]) == 1
+    parent_conn = script._local.conn
+    pid = os.fork()
+    if pid == 0:  # the child: must not read the parent's socket
+        code = 0
+        try:
+            ok = script(["n"], [10]) == 11 and script._local.conn is not parent_conn
+            code = 0 if ok else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert script(["n"], [100]) == 111  # the parent's connection is intact
+    assert script._local.conn is parent_conn

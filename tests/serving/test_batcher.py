@@ -81,3 +81,27 @@ def test_torch_requests_in_parallel_equal_pyfunc(world: World) -> None:
     for t in threads:
         t.join(timeout=60)
     assert [got[i] for i in range(64)] == expected
+
+
+def test_an_item_that_cannot_be_sized_fails_only_its_caller() -> None:
+    from api.serving.batcher import Combiner
+
+    release = threading.Event()
+
+    def slow(items: list[object]) -> list[object]:
+        release.wait(5)
+        return items
+
+    combiner: Combiner[object, object] = Combiner(slow, 8, lambda item: len(item))  # type: ignore[arg-type]
+    leader = threading.Thread(target=combiner, args=([1],))
+    leader.start()
+    time.sleep(0.05)  # the leader is inside slow(); the next callers queue behind it
+    with pytest.raises(TypeError):
+        combiner(5)  # len(5) fails in the caller, before it is queued
+    got: list[object] = []
+    follower = threading.Thread(target=lambda: got.append(combiner([2, 3])))
+    follower.start()
+    release.set()
+    leader.join(timeout=10)
+    follower.join(timeout=10)
+    assert got == [[2, 3]] and not follower.is_alive()

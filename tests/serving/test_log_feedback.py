@@ -57,3 +57,17 @@ def test_feedback_once_before_landing_and_quality_per_version(world: World, pred
     assert (row["version"], row["predictions"], row["labelled"]) == ("1", 10, 8)
     assert row["accuracy"] == expected and row["mae"] is not None
     assert X.shape[0] > 10
+
+
+def test_labels_and_inputs_keep_their_exact_values(world: World, predict) -> None:
+    """Large integers and NaN-free JSON survive parsing, the log and the lake unchanged."""
+    name = world.model("lr")
+    body = predict(name, {"instances": world.rows(1)}).get_json()
+    pid = body["predictions"][0]["prediction_id"]
+    big = 123456789012345678901234567890  # beyond 64 bits: a float would lose digits
+    resp = world.client.post("/api/feedback", data=f'{{"prediction_id": "{pid}", "label": {big}}}',
+                             headers={**world.headers, "Content-Type": "application/json"})
+    assert resp.status_code in (200, 201), resp.get_json()
+    world.land()
+    rec = world.client.get(f"/api/predictions/{pid}", headers=world.headers).get_json()
+    assert rec["feedback"]["label"] == big
