@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.sansio.response import Response
 
@@ -30,13 +29,8 @@ class FastJSONProvider(DefaultJSONProvider):
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Parse JSON as ``json`` would; pathological nesting raises ValueError (a 400)."""
-        if not kwargs and not fastjson.needs_stdlib(s):
-            try:
-                return orjson.loads(s)
-            except orjson.JSONDecodeError:
-                pass
         try:
-            return super().loads(s, **kwargs)
+            return fastjson.loads(s) if not kwargs else super().loads(s, **kwargs)
         except RecursionError:
             raise ValueError("the JSON body is nested too deeply") from None
 

@@ -28,19 +28,14 @@ from pathlib import Path
 
 import requests
 
+from mlwb.redis_server import free_port, start_redis
+
 ROOT = Path(__file__).resolve().parent.parent
 LUA = """wrk.method = "POST"
 wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
 {auth}
 """
-
-
-def free_port() -> int:
-    """A free TCP port."""
-    from mlwb.redis_server import free_port as fp
-
-    return fp()
 
 
 def wait(url: str, timeout: float = 120) -> None:
@@ -216,8 +211,6 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
     root = Path(tempfile.mkdtemp(prefix="wb-serve-bench-"))
-    from mlwb.redis_server import start_redis
-
     redis_port = free_port()
     redis_proc = start_redis(root / "redis", redis_port)
     try:

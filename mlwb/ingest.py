@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
 
-from mlwb import defaults
+from mlwb import defaults, fastjson
 from mlwb.audit_chain import CONFLICT_KEY, HEAD_KEY, entry_hash
 from mlwb.errors import ConfigError, InputError
 from mlwb.manifest import (
@@ -37,7 +37,7 @@ from mlwb.manifest import (
     write_manifest,
     write_parquet,
 )
-from mlwb.tables import TABLES, load_json, normalize_row
+from mlwb.tables import TABLES, normalize_row
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Ingest:
         for sid, fields in entries:
             table = fields.get("t", "")
             try:
-                row = normalize_row(table, load_json(fields.get("d", "")))
+                row = normalize_row(table, fastjson.loads(fields.get("d", "")))
             except (InputError, ValueError, TypeError) as exc:
                 by_table["dead_letters"].append(
                     normalize_row("dead_letters", {

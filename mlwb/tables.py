@@ -126,11 +126,6 @@ def stored_json(value: Any) -> str:
     return fastjson.dumps(value, default=str, sort_keys=True).decode()
 
 
-def load_json(text: str | bytes) -> Any:
-    """Parse JSON as ``json.loads`` would (:mod:`mlwb.fastjson`)."""
-    return fastjson.loads(text)
-
-
 def _coerce(col: Column, value: Any, table: str) -> Any:
     if value is None:
         if col.required:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from click.testing import Result
@@ -95,11 +97,35 @@ def wait_for(url: str, timeout: float = 60,
     """Wait until ``url`` answers 200 (failing early if ``proc`` exits first)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc is None or proc.poll() is None, "the process exited early"
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process serving {url} exited with {proc.returncode}")
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise AssertionError(f"{url} never answered")
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def kill_worker_and_ingest(api: subprocess.Popen[bytes], ingest: subprocess.Popen[bytes],
+                           settings: Settings, log: Path, pause: float
+                           ) -> subprocess.Popen[bytes]:
+    """SIGKILL one gunicorn worker of ``api`` and the ingest; after ``pause`` seconds start a
+    fresh ingest (returned). The kill tests' midway step."""
+    psutil.Process(api.pid).children()[0].send_signal(signal.SIGKILL)
+    ingest.send_signal(signal.SIGKILL)
+    ingest.wait()
+    time.sleep(pause)
+    return start_ingest(settings, log)
+
+
+def stop_all(*procs: subprocess.Popen[bytes]) -> None:
+    """Terminate ``procs`` together, then kill any still running after 20 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -6,7 +6,6 @@ HTTP clients, and a reader querying the lake throughout.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +14,6 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
@@ -24,7 +22,15 @@ from mlwb.redis_server import free_port
 from mlwb.roles import Scope
 from mlwb.services import Services
 from mlwb.settings import Settings
-from tests.factories import child_env, make_token, make_user, start_ingest, wait_for
+from tests.factories import (
+    child_env,
+    kill_worker_and_ingest,
+    make_token,
+    make_user,
+    start_ingest,
+    stop_all,
+    wait_for,
+)
 
 TOTAL = 10_000
 CLIENTS = 16
@@ -94,12 +100,7 @@ def test_kill_api_worker_and_ingest_midway(settings: Settings, services: Service
         # Midway: SIGKILL one API worker and the ingest, then restart the ingest.
         while sent["total"] < TOTAL // 3:
             time.sleep(0.05)
-        victim = psutil.Process(api.pid).children()[0]
-        victim.send_signal(signal.SIGKILL)
-        ingest.send_signal(signal.SIGKILL)
-        ingest.wait()
-        time.sleep(1.0)
-        ingest = start_ingest(settings, logs / "ingest.log")
+        ingest = kill_worker_and_ingest(api, ingest, settings, logs / "ingest.log", 1.0)
         for t in threads:
             t.join()
 
@@ -127,10 +128,4 @@ def test_kill_api_worker_and_ingest_midway(settings: Settings, services: Service
         assert "Traceback" not in ingest_log and "Conflicting lock" not in ingest_log
         print(f"acknowledged {len(acked)}, unacknowledged {len(unacked)}, reads {reads}")
     finally:
-        for proc in (api, ingest):
-            proc.terminate()
-        for proc in (api, ingest):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(api, ingest)

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, g, jsonify
 
 from api.auth import requires, services
 from api.serving.service import caller_key, json_object, serving
-from mlwb.errors import Conflict, InputError, NotFound, RateLimited, StoreError
+from mlwb.errors import Conflict, InputError, NotFound, StoreError
 from mlwb.events import EventSink
 from mlwb.roles import Role, Scope
 
@@ -76,14 +76,13 @@ def feedback() -> tuple[Response, int]:
     limiter = state.limiter
     try:
         claimed = svc.redis.eval(_CLAIM_AND_APPEND, 3, f"wb:feedback:{pid}", svc.sink.stream,
-                                 limiter._key(caller), row["ts"], CLAIM_TTL_SECONDS, data,
+                                 limiter.key(caller), row["ts"], CLAIM_TTL_SECONDS, data,
                                  limiter.limit, limiter.window + 1)
     except redis.RedisError as exc:
         raise StoreError(f"feedback could not be recorded ({exc}); nothing was stored, "
                          "retry") from exc
     if claimed == -1:
-        raise RateLimited(f"too many requests for this token; wait up to {limiter.window} "
-                          "seconds and try again", retry_after=limiter.window)
+        raise limiter.refusal("requests for this token")
     if not claimed:
         raise Conflict(f"prediction {pid} already has feedback; each prediction takes one "
                        "label", prediction_id=pid)

@@ -12,7 +12,6 @@ from api.serving.service import (
     body_outputs,
     instrument,
     json_object,
-    json_response,
     serve,
     serving,
 )
@@ -59,11 +58,13 @@ def predict(name: str) -> Response:
     """Predictions, probabilities, the version that answered and a signed id per row."""
     body = json_object()
     result, _ = serve(name, parse_simple(body), body=body)
-    return json_response({
+    resp = jsonify({
         "model": name, "version": result.model.version, "alias": result.arm.alias,
         "arm": result.arm.arm, "request_id": result.request_id,
         "predictions": body_outputs(result),
-    }, result.headers())
+    })
+    resp.headers.update(result.headers())
+    return resp
 
 
 @bp.get("/api/predictions/<prediction_id>")

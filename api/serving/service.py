@@ -23,7 +23,7 @@ from api.serving.output import Output
 from api.serving.runtime import Arm, ModelRuntime
 from api.serving.schema import InputSchema, Parsed, Unsupported
 from mlwb import fastjson
-from mlwb.errors import InputError, RateLimited, StoreError
+from mlwb.errors import InputError, StoreError
 from mlwb.prediction_ids import PredictionIds, new_request_id
 from mlwb.predictions import row_id
 from mlwb.ratelimit import FixedWindow
@@ -94,7 +94,7 @@ class Serving:
         data: list[Any] = []
         for table, row in rows:
             data += [table, fastjson.dumps(row, default=str)]
-        key = self.limiter._key(caller)  # FixedWindow's own key scheme, shared by all workers
+        key = self.limiter.key(caller)  # FixedWindow's key scheme, shared by all workers
         try:
             count = self.log((key, data))
         except redis.RedisError as exc:
@@ -114,9 +114,7 @@ class Serving:
         return [int(c) for c in counts]
 
     def _refuse(self) -> None:
-        raise RateLimited(f"too many prediction requests for this token; wait up to "
-                          f"{self.limiter.window} seconds and try again",
-                          retry_after=self.limiter.window)
+        raise self.limiter.refusal("prediction requests for this token")
 
 
 def serving(app: Flask | None = None) -> Serving:
@@ -167,12 +165,6 @@ def json_object() -> dict[str, Any]:
         raise InputError("the body must be a JSON object, e.g. "
                          '{"instances": [{"column": value, ...}]}')
     return body
-
-
-def json_response(obj: Any, headers: dict[str, str]) -> Response:
-    """A 200 JSON response with ``headers``, built in one step (what ``jsonify`` writes)."""
-    return Response(fastjson.dumps(obj) + b"\n", mimetype="application/json",
-                    headers=headers)
 
 
 def caller_key(principal: Principal) -> str:
@@ -234,8 +226,9 @@ def serve(
     if shadow is not None:
         shadow_rows = _shadow(state, name, shadow, parsed, result, principal, params)
     t3 = time.perf_counter()
-    rows = _rows(result, parsed, principal, started, primary) if state.log_predictions else []
-    state.count_and_log(caller, rows + shadow_rows if state.log_predictions else [])
+    rows = (_rows(result, parsed, principal, started, primary) + shadow_rows
+            if state.log_predictions else [])
+    state.count_and_log(caller, rows)  # the rate-limit hit is counted even with the log off
     timings["log"] = (time.perf_counter() - t3) * 1e3
     return result, parsed
 

@@ -7,7 +7,6 @@ worker and the ingest are SIGKILLed midway (the ingest is restarted).
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import threading
@@ -15,13 +14,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
 from mlwb.lake import Lake
 from mlwb.redis_server import free_port
-from tests.factories import child_env, start_ingest, wait_for
+from tests.factories import (
+    child_env,
+    kill_worker_and_ingest,
+    start_ingest,
+    stop_all,
+    wait_for,
+)
 from tests.serving.conftest import World
 
 TOTAL = 800
@@ -87,11 +91,7 @@ def test_kill_worker_and_ingest_while_predicting(world: World, tmp_path: Path) -
             t.start()
         while sent["total"] < TOTAL // 3:
             time.sleep(0.05)
-        psutil.Process(api.pid).children()[0].send_signal(signal.SIGKILL)
-        ingest.send_signal(signal.SIGKILL)
-        ingest.wait()
-        time.sleep(0.5)
-        ingest = start_ingest(settings, logs / "ingest.log")
+        ingest = kill_worker_and_ingest(api, ingest, settings, logs / "ingest.log", 0.5)
         for t in threads:
             t.join()
         lake = Lake(settings.lake_dir)
@@ -110,10 +110,4 @@ def test_kill_worker_and_ingest_while_predicting(world: World, tmp_path: Path) -
         assert [k for k, c in Counter(got_f).items() if c > 1] == [], "feedback doubled"
         assert "Traceback" not in (logs / "ingest.log").read_text()
     finally:
-        for proc in (api, ingest):
-            proc.terminate()
-        for proc in (api, ingest):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(api, ingest)

@@ -8,12 +8,10 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from werkzeug.serving import make_server
 
 from api import create_app
@@ -23,6 +21,7 @@ from mlwb.roles import Role
 from mlwb.services import Services
 from mlwb.settings import Settings
 from mlwb.users import operator
+from tests.factories import wait_for
 from tests.workbench.conftest import APP, settings_env
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,21 +33,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason=f"{CHROMIUM} is absent: apt-get install -y chromium"),
 ]
-
-
-def wait_for(url: str, deadline_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``url`` until it answers 200 (generous deadline; fails early if ``proc`` died)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process serving {url} exited with {proc.returncode}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {deadline_s} s")
 
 
 @pytest.fixture
