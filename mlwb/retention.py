@@ -31,11 +31,12 @@ def request_purge(client: redis.Redis, before: datetime, actor: str,
                   timeout: float = 120.0) -> int | None:
     """Ask the running ingest to purge; returns rows blanked, or None if it did not answer."""
     request_id = uuid.uuid4().hex
-    client.rpush(REQUESTS, json.dumps({"id": request_id, "before": before.isoformat(),
-                                       "actor": actor}))
+    request = json.dumps({"id": request_id, "before": before.isoformat(), "actor": actor})
+    client.rpush(REQUESTS, request)
     answer: Any = client.blpop([RESULT + request_id], timeout=int(timeout))
     if answer is None:
-        client.lrem(REQUESTS, 0, request_id)  # best effort; a late purge is still audited
+        client.lrem(REQUESTS, 0, request)  # withdraw it if still queued (a late purge is
+        # still audited)
         return None
     return int(json.loads(answer[1])["blanked"])
 
