@@ -28,6 +28,7 @@ from pathlib import Path
 
 import requests
 
+from api.worker import WORKER_CLASS
 from mlwb.redis_server import free_port, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +142,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, 9)
 
 
-def gunicorn(app: str, port: int, workers: int, threads: int, worker_class: str = "gthread"
+def gunicorn(app: str, port: int, workers: int, threads: int, worker_class: str = WORKER_CLASS
              ) -> list[str]:
     """The gunicorn command every contender runs under."""
     return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads",
@@ -204,6 +205,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--clients", default="8,64")
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--worker-class", default=WORKER_CLASS,
+                        help="gunicorn worker of the bare and our contenders (the API's own "
+                             "by default; `gthread` for gunicorn's stock threaded worker)")
     parser.add_argument("--skip-batching", action="store_true")
     parser.add_argument("--batch-threads", type=int, default=32,
                         help="threads per worker for the micro-batching comparison")
@@ -251,12 +255,12 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
     w, t = args.workers, args.threads
     procs = [start([sys.executable, "-m", "wb", "ingest"], env, root / "ingest.log")]
     # label, model, gunicorn app, worker class, path, body key, auth, extra env
-    plan = [("bare", "-", "bench.serve_apps:bare", "gthread", "/predict", "ours", False, {}),
-            ("ours", "lr", "api:create_app()", "gthread", "/api/models/bc-lr/predict", "ours",
+    plan = [("bare", "-", "bench.serve_apps:bare", "threaded", "/predict", "ours", False, {}),
+            ("ours", "lr", "api:create_app()", "threaded", "/api/models/bc-lr/predict", "ours",
              True, {}),
-            ("ours", "mlp", "api:create_app()", "gthread", "/api/models/bc-mlp/predict",
+            ("ours", "mlp", "api:create_app()", "threaded", "/api/models/bc-mlp/predict",
              "ours", True, {}),
-            ("ours-nolog", "lr", "bench.serve_apps:nolog()", "gthread",
+            ("ours-nolog", "lr", "bench.serve_apps:nolog()", "threaded",
              "/api/models/bc-lr/predict", "ours", True, {})]
     if not args.skip_mlflow:
         plan += [("mlflow", short, "mlflow.pyfunc.scoring_server.app:app",
@@ -264,9 +268,9 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
                   {"__pyfunc_model_path__": models[name]["path"]})
                  for name, short in (("bc-lr", "lr"), ("bc-mlp", "mlp"))]
     if not args.skip_batching:
-        plan += [("cnn-batch64", "cnn", "api:create_app()", "gthread-wide",
+        plan += [("cnn-batch64", "cnn", "api:create_app()", "threaded-wide",
                   "/api/models/digits-cnn/predict", "ours", True, {}),
-                 ("cnn-batch1", "cnn", "bench.serve_apps:batch1()", "gthread-wide",
+                 ("cnn-batch1", "cnn", "bench.serve_apps:batch1()", "threaded-wide",
                   "/api/models/digits-cnn/predict", "ours", True, {})]
     servers: dict[tuple[str, str], str] = {}
     ports: dict[tuple[str, str, str], int] = {}
@@ -279,9 +283,9 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
             if server_key not in ports:
                 ports[server_key] = free_port()
                 # Batching needs threaded workers with room for many requests in flight.
-                threads = args.batch_threads if wclass == "gthread-wide" else t
-                procs.append(start(gunicorn(app, ports[server_key], w, threads,
-                                            wclass.replace("-wide", "")),
+                threads = args.batch_threads if wclass == "threaded-wide" else t
+                wclass = args.worker_class if wclass.startswith("threaded") else wclass
+                procs.append(start(gunicorn(app, ports[server_key], w, threads, wclass),
                                    {**env, **extra}, root / f"{server_key[0]}.log"))
                 pids[server_key] = procs[-1].pid
             url = f"http://127.0.0.1:{ports[server_key]}{path}"

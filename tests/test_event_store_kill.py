@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from api.worker import WORKER_CLASS
 from mlwb.lake import Lake
 from mlwb.redis_server import free_port
 from mlwb.roles import Scope
@@ -46,7 +47,7 @@ def test_kill_api_worker_and_ingest_midway(settings: Settings, services: Service
     logs.mkdir()
     api = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", "4", "--threads", "4",
-         "--worker-class", "gthread", "--bind", f"127.0.0.1:{port}", "api:create_app()"],
+         "--worker-class", WORKER_CLASS, "--bind", f"127.0.0.1:{port}", "api:create_app()"],
         env=child_env(settings), stdout=(logs / "api.log").open("ab"), stderr=subprocess.STDOUT)
     ingest = start_ingest(settings, logs / "ingest.log")
     base = f"http://127.0.0.1:{port}"

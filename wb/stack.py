@@ -21,13 +21,15 @@ from wb.context import settings
 @click.option("--threads", default=None, type=int, help="Threads per process (default 4).")
 def api_cmd(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
     """Serve the Flask API under gunicorn (the process is replaced by gunicorn)."""
+    from api.worker import WORKER_CLASS
+
     s = settings().check()
     args = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host or s.api_host}:{port or s.api_port}",
         "--workers", str(workers or s.api_workers),
         "--threads", str(threads or s.api_threads),
-        "--worker-class", "gthread",
+        "--worker-class", WORKER_CLASS,
         "--graceful-timeout", "10",
         "--timeout", "60",
         "api:create_app()",

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from api.worker import WORKER_CLASS
 from mlwb.lake import Lake
 from mlwb.redis_server import free_port
 from tests.factories import (
@@ -43,7 +44,7 @@ def test_kill_worker_and_ingest_while_predicting(world: World, tmp_path: Path) -
     logs.mkdir()
     api = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "2",
-         "--worker-class", "gthread", "--bind", f"127.0.0.1:{port}", "api:create_app()"],
+         "--worker-class", WORKER_CLASS, "--bind", f"127.0.0.1:{port}", "api:create_app()"],
         env=env, stdout=(logs / "api.log").open("ab"), stderr=subprocess.STDOUT)
     ingest = start_ingest(settings, logs / "ingest.log")
     base = f"http://127.0.0.1:{port}"

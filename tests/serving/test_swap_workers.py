@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from api.worker import WORKER_CLASS
 from mlwb.redis_server import free_port
 from tests.factories import child_env, wait_for
 from tests.serving.conftest import World
@@ -26,7 +27,7 @@ def test_every_worker_serves_the_new_champion_without_failures(world: World,
     port = free_port()
     api = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "2",
-         "--worker-class", "gthread", "--bind", f"127.0.0.1:{port}", "api:create_app()"],
+         "--worker-class", WORKER_CLASS, "--bind", f"127.0.0.1:{port}", "api:create_app()"],
         env=env, stdout=(tmp_path / "api.log").open("ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api/models/{name}/predict"
     seen: list[tuple[float, int, str]] = []

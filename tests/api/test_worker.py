@@ -1,0 +1,105 @@
+"""The API's gunicorn worker spreads keep-alive connections across workers (real gunicorn)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from api.worker import WORKER_CLASS
+from mlwb.redis_server import free_port
+from tests.factories import wait_for
+
+APP = '''
+import os
+from flask import Flask
+app = Flask("pid")
+
+@app.get("/pid")
+def pid():
+    return str(os.getpid())
+'''
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """gunicorn, 2 workers x 2 threads of the API's worker class, on a pid-echo app."""
+    (tmp_path / "pid_app.py").write_text(APP)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "2",
+         "--worker-class", WORKER_CLASS, "--bind", f"127.0.0.1:{port}", "pid_app:app"],
+        env=env, stdout=(tmp_path / "gunicorn.log").open("ab"), stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/pid", proc=proc)
+        yield port, _until_both_answer(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _until_both_answer(port: int) -> set[int]:
+    """Fresh connections until two workers have answered (a slow machine boots them apart)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            seen.add(_pid(conn))
+        finally:
+            conn.close()
+    assert len(seen) == 2, f"only {seen} answered within 60 s"
+    time.sleep(1)  # the workers count a closed connection until they notice it closed
+    return seen
+
+
+def _pid(conn: http.client.HTTPConnection) -> int:
+    conn.request("GET", "/pid")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    return int(resp.read())
+
+
+def _open(port: int, n: int) -> list[tuple[http.client.HTTPConnection, int]]:
+    """``n`` keep-alive connections opened one after another, each with the pid it reached."""
+    conns = []
+    for _ in range(n):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conns.append((conn, _pid(conn)))
+    return conns
+
+
+def test_keep_alive_connections_are_split_evenly(server) -> None:  # type: ignore[no-untyped-def]
+    port, _ = server
+    conns = _open(port, 8)  # a client opening its pool: each connection stays open
+    try:
+        per_worker = Counter(pid for _, pid in conns)
+        assert sorted(per_worker.values()) == [4, 4], per_worker
+        for conn, pid in conns:  # and each keeps its worker (keep-alive)
+            assert _pid(conn) == pid
+    finally:
+        for conn, _ in conns:
+            conn.close()
+
+
+def test_a_replacement_worker_takes_its_share(server) -> None:  # type: ignore[no-untyped-def]
+    port, pids = server
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)  # the master forks a replacement into the dead slot
+    assert victim not in _until_both_answer(port)  # every connection is served meanwhile
+    conns = _open(port, 8)
+    try:
+        per_worker = Counter(pid for _, pid in conns)
+        assert victim not in per_worker
+        assert sorted(per_worker.values()) == [4, 4], per_worker
+    finally:
+        for conn, _ in conns:
+            conn.close()
