@@ -10,7 +10,8 @@ matches the hash recorded at registration (``mlwb.registry``), loads them with
 - any other sklearn estimator or Pipeline: ``predict``/``predict_proba`` called directly
   on the validated DataFrame (no pyfunc schema enforcement a second time);
 - a python model exposing ``predict_proba`` and ``classes_`` (the torch classifiers of
-  ``experiments/``, already on CUDA when present): run under ``inference_mode``;
+  ``experiments/``, already on CUDA when present): run under ``inference_mode``, an MLP
+  as its flat list of kernel calls (``api.serving.torch_kernel``);
 - anything else: ``pyfunc.predict``.
 """
 
@@ -34,6 +35,7 @@ from api.serving.batcher import MAX_BATCH, Batcher
 from api.serving.linear import LinearKernel, compile_linear
 from api.serving.output import Output
 from api.serving.schema import InputSchema, Parsed
+from api.serving.torch_kernel import compile_module
 from mlwb.errors import Conflict, NotFound, StoreError
 from mlwb.registry import artifact_digest, expected_hash
 
@@ -118,6 +120,7 @@ class LoadedModel:
         self._linear: LinearKernel | None = None
         self._columns: list[int] | None = None
         self._feature_names: list[str] = []
+        self._forward: Any = None  # the torch fast path's forward (see _select_fast_path)
         self.max_batch = max_batch
         self.batcher: Batcher | None = None
         self._lock = threading.Lock()  # a torch module is not re-entrant on one stream
@@ -164,6 +167,8 @@ class LoadedModel:
                 # Feature columns as positions in the validated matrix (signature order).
                 self._columns = [self.schema.names.index(n) for n in names]
                 self._feature_names = names
+                # The module's own kernel calls without its nn.Module dispatch (same bits).
+                self._forward = compile_module(python_model.module) or python_model.module
                 self.batcher = Batcher(self._logits, self.max_batch)
             if self.kind == "torch" and self.device == "cpu":
                 import torch
@@ -201,7 +206,7 @@ class LoadedModel:
         device = self._raw.device
         with torch.inference_mode():  # an eval-mode module is safe to share between threads
             t = torch.from_numpy(x)
-            out = self._raw.module(t if str(device) == "cpu" else t.to(device))
+            out = self._forward(t if str(device) == "cpu" else t.to(device))
         if out.dtype != torch.float32:
             out = out.float()
         return (out if out.device.type == "cpu" else out.cpu()).numpy()  # type: ignore[no-any-return]

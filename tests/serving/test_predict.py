@@ -45,9 +45,15 @@ def test_other_model_paths_match_pyfunc(world: World, predict, kind: str) -> Non
     name = world.model(kind)
     resp = predict(name, {"instances": world.rows(40)})
     assert resp.status_code == 200, resp.get_json()
-    expected = world.pyfunc(name).predict(world.zoo.X.iloc[:40])
-    assert [p["prediction"] for p in resp.get_json()["predictions"]] == expected.tolist()
-    assert set(resp.get_json()["predictions"][0]["probabilities"]) == {"0", "1"}
+    pyfunc = world.pyfunc(name)
+    expected = pyfunc.predict(world.zoo.X.iloc[:40])
+    got = resp.get_json()["predictions"]
+    assert [p["prediction"] for p in got] == expected.tolist()
+    assert set(got[0]["probabilities"]) == {"0", "1"}
+    if kind == "mlp":  # the flat kernel's probabilities are pyfunc's, to the last bit
+        proba = pyfunc.unwrap_python_model().predict_proba(world.zoo.X.iloc[:40])
+        assert [[p["probabilities"]["0"], p["probabilities"]["1"]] for p in got] == \
+            proba.tolist()
 
 
 @pytest.mark.parametrize("mutate, status, needle", [

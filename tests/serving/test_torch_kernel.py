@@ -1,0 +1,38 @@
+"""The flattened torch forward is the module's forward, bit for bit, or is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from api.serving.torch_kernel import compile_module
+from experiments.torch_models import DigitsCNN, TabularMLP
+
+
+@pytest.mark.parametrize("hidden, layers, outputs", [(16, 1, 2), (64, 2, 2), (32, 3, 5)])
+def test_flat_forward_equals_the_module(hidden: int, layers: int, outputs: int) -> None:
+    torch.manual_seed(hidden + layers)
+    module = TabularMLP(12, outputs, hidden=hidden, layers=layers)
+    module.norm.fit(torch.randn(200, 12) * 3 + 1)
+    module.eval()
+    flat = compile_module(module)
+    assert flat is not None
+    with torch.inference_mode():
+        for rows in (1, 7, 64):
+            x = torch.randn(rows, 12) * 4
+            assert torch.equal(flat(x), module(x))
+
+
+def test_what_it_cannot_copy_keeps_the_module() -> None:
+    mlp = TabularMLP(4, 2)
+    assert compile_module(mlp) is None  # training mode: dropout is live
+    assert compile_module(DigitsCNN(64, 10).eval()) is None  # reshapes in its own forward
+    assert compile_module(nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True)).eval()) is None
+    assert compile_module(nn.Sequential(nn.Linear(4, 4), nn.Tanh()).eval()) is None
+    chain = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)).eval()
+    flat = compile_module(chain)
+    assert flat is not None
+    x = torch.randn(5, 4)
+    with torch.inference_mode():
+        assert torch.equal(flat(x), chain(x))
