@@ -40,10 +40,10 @@ def compile_module(module: nn.Module) -> Step | None:
 
 def _steps(module: nn.Module) -> list[Step] | None:
     kind = type(module)
-    if kind is TabularMLP:
+    if isinstance(module, TabularMLP) and kind is TabularMLP:
         norm, net = _steps(module.norm), _steps(module.net)  # its forward: net(norm(x))
         return None if norm is None or net is None else norm + net
-    if kind is nn.Sequential:
+    if isinstance(module, nn.Sequential) and kind is nn.Sequential:
         out: list[Step] = []
         for child in module:
             steps = _steps(child)
@@ -54,7 +54,7 @@ def _steps(module: nn.Module) -> list[Step] | None:
     if kind is Normalize:
         mean, std = module.mean, module.std
         return [lambda x: (x - mean) / std]
-    if kind is nn.Linear:
+    if isinstance(module, nn.Linear) and kind is nn.Linear:
         weight, bias = module.weight, module.bias
         linear = torch._C._nn.linear  # what nn.functional.linear is
         return [lambda x: linear(x, weight, bias)]
