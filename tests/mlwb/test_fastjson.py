@@ -16,6 +16,12 @@ def test_big_integers_keep_every_digit() -> None:
     assert fastjson.loads(text) == {"label": 123456789012345678901234567890, "small": 7}
     assert fastjson.loads(text.encode())["label"] == 123456789012345678901234567890
     assert fastjson.dumps({"n": 2**70}) == b'{"n":1180591620717411303424}'
+    for edge in ("[-18446744073709551616]", "[99999999999999999999]"):
+        assert fastjson.needs_stdlib(edge) and fastjson.needs_stdlib(edge.encode())
+    assert fastjson.needs_stdlib('{"\ud83d": 1e400000000000000000000}')  # lone surrogate
+    for short in ("[1234567890123456789, 1.234567890123456789]", '["\u0661" ]', "[]"):
+        assert not fastjson.needs_stdlib(short)
+    assert fastjson.loads(bytearray(b"[12345678901234567890123]")) == [12345678901234567890123]
 
 
 def test_what_json_accepts_is_accepted() -> None:
