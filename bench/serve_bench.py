@@ -28,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from api.worker import WORKER_CLASS
+from mlwb.gunicorn_worker import WORKER_CLASS
 from mlwb.redis_server import free_port, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from wb.context import settings
 @click.option("--threads", default=None, type=int, help="Threads per process (default 4).")
 def api_cmd(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
     """Serve the Flask API under gunicorn (the process is replaced by gunicorn)."""
-    from api.worker import WORKER_CLASS
+    from mlwb.gunicorn_worker import WORKER_CLASS
 
     s = settings().check()
     args = [

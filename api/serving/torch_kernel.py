@@ -6,8 +6,9 @@ On one row, calling an ``nn.Module`` tree costs more than its arithmetic: the ML
 built only of ``Normalize``, ``Linear``, ``ReLU``, ``Dropout`` and ``Sequential`` (the
 ``TabularMLP`` of ``experiments/``, or such a chain) into a list of those same calls, in the
 same order and on the same tensors, so the output is bit-for-bit the module's
-(``tests/serving`` compares them on random batches). Anything else returns None and keeps
-the module.
+(``tests/serving`` compares them on random batches). Anything else (another layer, a
+submodule in training mode, a module with hooks) returns None and keeps the module. Global
+module hooks registered after compiling are not seen.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ Step = Callable[[torch.Tensor], torch.Tensor]
 
 def compile_module(module: nn.Module) -> Step | None:
     """The module's forward as a flat list of kernel calls, or None if it has other parts."""
-    if module.training:
-        return None  # dropout would be live: only eval-mode modules are served this way
+    for part in module.modules():
+        if part.training:
+            return None  # a live dropout: only modules wholly in eval mode are flattened
+        if part._forward_hooks or part._forward_pre_hooks:
+            return None  # hooks would be skipped
     steps = _steps(module)
     if steps is None:
         return None
@@ -51,13 +55,15 @@ def _steps(module: nn.Module) -> list[Step] | None:
                 return None
             out += steps
         return out
+    # Tensors are read from the module's own dicts at each call, so a later `.to()` (which
+    # replaces buffers) or `load_state_dict` is followed.
     if kind is Normalize:
-        mean, std = module.mean, module.std
-        return [lambda x: (x - mean) / std]
-    if isinstance(module, nn.Linear) and kind is nn.Linear:
-        weight, bias = module.weight, module.bias
+        buffers = module._buffers
+        return [lambda x: (x - buffers["mean"]) / buffers["std"]]
+    if kind is nn.Linear:
+        params = module._parameters
         linear = torch._C._nn.linear  # what nn.functional.linear is
-        return [lambda x: linear(x, weight, bias)]
+        return [lambda x: linear(x, params["weight"], params["bias"])]  # type: ignore[arg-type]
     if kind is nn.ReLU and not module.inplace:
         return [torch.relu]
     if kind is nn.Dropout:

@@ -16,7 +16,10 @@ def test_big_integers_keep_every_digit() -> None:
     assert fastjson.loads(text) == {"label": 123456789012345678901234567890, "small": 7}
     assert fastjson.loads(text.encode())["label"] == 123456789012345678901234567890
     assert fastjson.dumps({"n": 2**70}) == b'{"n":1180591620717411303424}'
-    for edge in ("[-18446744073709551616]", "[99999999999999999999]"):
+    assert fastjson.loads("[-9223372036854775809]") == [-9223372036854775809]
+    assert fastjson.loads("[-9223372036854775808, 18446744073709551615]") == [
+        -9223372036854775808, 18446744073709551615]
+    for edge in ("[-18446744073709551616]", "[99999999999999999999]", "[-9223372036854775809]"):
         assert fastjson.needs_stdlib(edge) and fastjson.needs_stdlib(edge.encode())
     assert fastjson.needs_stdlib('{"\ud83d": 1e400000000000000000000}')  # lone surrogate
     for short in ("[1234567890123456789, 1.234567890123456789]", '["\u0661" ]', "[]"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from api.worker import WORKER_CLASS
+from mlwb.gunicorn_worker import WORKER_CLASS
 from mlwb.lake import Lake
 from mlwb.redis_server import free_port
 from tests.factories import (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from api.worker import WORKER_CLASS
+from mlwb.gunicorn_worker import WORKER_CLASS
 from mlwb.redis_server import free_port
 from tests.factories import child_env, wait_for
 from tests.serving.conftest import World

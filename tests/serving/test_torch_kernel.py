@@ -31,8 +31,26 @@ def test_what_it_cannot_copy_keeps_the_module() -> None:
     assert compile_module(nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True)).eval()) is None
     assert compile_module(nn.Sequential(nn.Linear(4, 4), nn.Tanh()).eval()) is None
     chain = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)).eval()
+    chain[2].train()  # Monte Carlo dropout: a live dropout inside an eval-mode model
+    assert compile_module(chain) is None
+    chain.eval()
+    handle = chain[0].register_forward_hook(lambda *_: None)
+    assert compile_module(chain) is None
+    handle.remove()
     flat = compile_module(chain)
     assert flat is not None
     x = torch.randn(5, 4)
     with torch.inference_mode():
         assert torch.equal(flat(x), chain(x))
+
+
+def test_the_flat_forward_follows_the_module_after_compiling() -> None:
+    module = TabularMLP(6, 2, hidden=8, layers=1).eval()
+    flat = compile_module(module)
+    assert flat is not None
+    module.norm.fit(torch.randn(50, 6) + 3)  # new statistics, in place
+    module.load_state_dict({k: torch.randn_like(v) for k, v in module.state_dict().items()})
+    module.to(torch.float64)  # replaces the buffers, converts the parameters
+    x = torch.randn(4, 6, dtype=torch.float64)
+    with torch.inference_mode():
+        assert torch.equal(flat(x), module(x))

@@ -7,23 +7,32 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from api.worker import WORKER_CLASS
+from mlwb.gunicorn_worker import WORKER_CLASS
 from mlwb.redis_server import free_port
 from tests.factories import wait_for
 
 APP = '''
 import os
+import time
 from flask import Flask
 app = Flask("pid")
 
 @app.get("/pid")
 def pid():
+    return str(os.getpid())
+
+@app.get("/spin")
+def spin():  # holds the GIL: the worker's main loop then waits for it after every poll
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        pass
     return str(os.getpid())
 '''
 
@@ -103,3 +112,28 @@ def test_a_replacement_worker_takes_its_share(server) -> None:  # type: ignore[n
     finally:
         for conn, _ in conns:
             conn.close()
+
+
+def test_a_stopped_sibling_delays_a_client_briefly_not_until_it_goes_stale(server) -> None:  # type: ignore[no-untyped-def]
+    """A sibling that looks lighter but never accepts (SIGSTOP: alive, heartbeat still
+    fresh for seconds) costs a new client MAX_WAIT at most, even while the busy worker's
+    main loop crawls behind a GIL-holding request."""
+    port, pids = server
+    busy = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    a = _pid(busy)
+    (b,) = pids - {a}
+    os.kill(b, signal.SIGSTOP)
+    spinning = threading.Thread(target=lambda: busy.request("GET", "/spin"))
+    try:
+        spinning.start()
+        time.sleep(0.3)  # the spin holds worker a's GIL now
+        late = http.client.HTTPConnection("127.0.0.1", port, timeout=1.5)  # < STALE - 1 s
+        try:
+            assert _pid(late) == a  # a took it itself: b is stopped
+        finally:
+            late.close()
+    finally:
+        os.kill(b, signal.SIGCONT)
+        spinning.join()
+        busy.getresponse().read()
+        busy.close()
