@@ -58,6 +58,7 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._paused_until = 0.0
         self._waiting_since: float | None = None  # first deferral of the pending connection
         self._accepted = False  # accept() ran during the current loop step
+        self._leaving = False  # the master is gone: gthread drains without accepting
 
     def init_process(self) -> None:
         """Claim a slot (free, or left by a dead worker), then boot as gthread does."""
@@ -101,11 +102,20 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         if pause > 0:
             timeout = min(timeout, pause)
         listening = self._accepting
+        if listening and self._waiting_since is not None:
+            timeout = 0  # is the connection it left still there? (else a later one inherits
+            # the old wait and is taken without deferring)
         self._accepted = False
         super().wait_for_and_dispatch_events(timeout)
         if listening and not self._accepted:
             self._waiting_since = None  # nothing pending any more: a sibling took it
         self._publish()
+
+    def is_parent_alive(self) -> bool:
+        """gthread's check; an orphaned worker stops being a sibling at once."""
+        alive: bool = super().is_parent_alive()
+        self._leaving = self._leaving or not alive
+        return alive
 
     def _claim(self) -> int:
         table = self._table
@@ -127,10 +137,10 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         if table is None or self._slot < 0:
             return
         base = self._slot * _FIELDS
-        if table[base] != self._pid:
-            self._slot = -1  # claimed by another worker meanwhile (a lost race)
+        if table[base] != self._pid:  # a sibling claimed it in the same instant: move on
+            self._slot = self._claim()
             return
-        if not self.alive:
+        if not self.alive or self._leaving:
             self._retire()
             return
         table[base + 1] = self.nr_conns
@@ -151,7 +161,8 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         fewest, who = float("inf"), -1
         for slot in range(SLOTS):
             base = slot * _FIELDS
-            if slot != self._slot and table[base + 2] > fresh and table[base + 1] < fewest:
+            beat = table[base + 2]
+            if slot != self._slot and beat > 0 and beat > fresh and table[base + 1] < fewest:
                 fewest, who = table[base + 1], slot
         if who >= 0 and not _alive(table[who * _FIELDS]):
             table[who * _FIELDS + 2] = 0  # died since its last heartbeat: ignore it now
@@ -160,6 +171,8 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # never signal a process group
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -137,3 +137,25 @@ def test_a_stopped_sibling_delays_a_client_briefly_not_until_it_goes_stale(serve
         spinning.join()
         busy.getresponse().read()
         busy.close()
+
+
+def test_connections_arriving_apart_go_to_the_lighter_worker(server) -> None:  # type: ignore[no-untyped-def]
+    port, _ = server
+    conns = _open(port, 4)  # 2 and 2
+    by_pid: dict[int, list[http.client.HTTPConnection]] = {}
+    for conn, pid in conns:
+        by_pid.setdefault(pid, []).append(conn)
+    assert sorted(len(v) for v in by_pid.values()) == [2, 2]
+    heavy, light = sorted(by_pid)
+    for conn in by_pid.pop(light):
+        conn.close()
+    time.sleep(1)  # the light worker notices its closed connections: it holds 0, heavy 2
+    later = []
+    try:
+        for _ in range(2):
+            later += _open(port, 1)  # each one 0.2 s after the last, each a new wait
+            time.sleep(0.2)
+        assert [pid for _, pid in later] == [light, light]
+    finally:
+        for conn in by_pid[heavy] + [c for c, _ in later]:
+            conn.close()
