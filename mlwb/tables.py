@@ -59,6 +59,12 @@ class Table:
         return (Column("id", "string", True), Column("ts", "timestamp", True), *self.columns)
 
     @cached_property
+    def plan(self) -> tuple[tuple[str, type | None, Column], ...]:
+        """Per column: its name, the Python type it is stored as unchanged (None: always
+        coerced), the column."""
+        return tuple((c.name, _AS_IS.get(c.type), c) for c in self.all_columns)
+
+    @cached_property
     def column_names(self) -> frozenset[str]:
         """The names of ``all_columns`` (checked for every row the ingest lands)."""
         return frozenset(c.name for c in self.all_columns)
@@ -130,6 +136,10 @@ def stored_json(value: Any) -> str:
     """The text a JSON column stores: sorted keys, no spaces (orjson, several times faster
     than ``json``; non-finite floats become ``null``, which every JSON reader takes)."""
     return fastjson.dumps(value, default=str, sort_keys=True).decode()
+
+
+# Column types whose values of exactly this Python type are stored unchanged.
+_AS_IS: dict[str, type] = {"string": str, "float": float, "int": int}
 
 
 def _coerce(col: Column, value: Any, table: str) -> Any:
@@ -208,4 +218,6 @@ def normalize_row(table_name: str, row: dict[str, Any]) -> dict[str, Any]:
             table=table_name,
             column=extra[0],
         )
-    return {c.name: _coerce(c, row.get(c.name), table_name) for c in table.all_columns}
+    # A value already of its column's stored type is kept as is (what _coerce would return).
+    return {name: v if type(v := row.get(name)) is kept else _coerce(col, v, table_name)
+            for name, kept, col in table.plan}
