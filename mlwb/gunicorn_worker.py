@@ -87,8 +87,7 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
                 self.set_accept_enabled(False)
                 return
         self._waiting_since = None
-        super().accept(listener)
-        self._publish()
+        super().accept(listener)  # the loop step that called this publishes the new count
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """gthread's switch, kept off while a pause lasts."""

@@ -203,10 +203,9 @@ class LoadedModel:
         """One forward pass of the module on float32 rows (called by the batcher)."""
         import torch
 
-        device = self._raw.device
         with torch.inference_mode():  # an eval-mode module is safe to share between threads
             t = torch.from_numpy(x)
-            out = self._forward(t if str(device) == "cpu" else t.to(device))
+            out = self._forward(t if self.device == "cpu" else t.to(self._raw.device))
         if out.dtype != torch.float32:
             out = out.float()
         return (out if out.device.type == "cpu" else out.cpu()).numpy()  # type: ignore[no-any-return]

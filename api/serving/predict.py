@@ -8,13 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from api.auth import requires, services
 from api.serving.schema import InputSchema, Parsed, untyped
-from api.serving.service import (
-    body_outputs,
-    instrument,
-    json_object,
-    serve,
-    serving,
-)
+from api.serving.service import body_outputs, instrument, json_object, serve, serving
 from mlwb.errors import InputError, NotFound
 from mlwb.predictions import get_prediction
 from mlwb.roles import Role, Scope
