@@ -152,38 +152,43 @@ class Ingest:
             entries.extend(more)
         return self._commit(entries)
 
-    def _read(self, block_ms: int, after: str | None = None) -> list[tuple[str, dict[str, str]]]:
+    def _read(self, block_ms: int, after: str | None = None
+              ) -> list[tuple[str, dict[str, str | bytes]]]:
+        """Entries after ``after`` (else the landed position): field names and the table
+        decoded, the row's JSON (``d``) left as the bytes the parser takes."""
         kwargs: dict[str, Any] = {"count": self.batch}
         if block_ms:
             kwargs["block"] = block_ms
         resp: Any = self.redis.xread({self.stream: after or self.manifest.last_id}, **kwargs)
         if not resp:
             return []
-        out: list[tuple[str, dict[str, str]]] = []
+        out: list[tuple[str, dict[str, str | bytes]]] = []
         for sid, fields in resp[0][1]:
             sid_s = sid.decode() if isinstance(sid, bytes) else sid
             decoded = {
                 (k.decode() if isinstance(k, bytes) else k): (
-                    v.decode() if isinstance(v, bytes) else v
+                    v.decode() if isinstance(v, bytes) and k != b"d" else v
                 )
                 for k, v in fields.items()
             }
             out.append((sid_s, decoded))
         return out
 
-    def _commit(self, entries: list[tuple[str, dict[str, str]]]) -> int:
+    def _commit(self, entries: list[tuple[str, dict[str, str | bytes]]]) -> int:
         now = time.time()
         by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
         seq, head = self.manifest.audit_seq, self.manifest.audit_hash
         for sid, fields in entries:
-            table = fields.get("t", "")
+            table = str(fields.get("t", ""))
             try:
-                row = normalize_row(table, fastjson.loads(fields.get("d", "")))
+                row = normalize_row(table, fastjson.loads(fields.get("d", b"")))
             except (InputError, ValueError, TypeError) as exc:
+                raw = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                       for k, v in fields.items()}
                 by_table["dead_letters"].append(
                     normalize_row("dead_letters", {
                         "id": f"dl-{sid}", "ts": now, "stream_id": sid,
-                        "raw": json.dumps(fields)[:100_000], "reason": str(exc)[:2000],
+                        "raw": json.dumps(raw)[:100_000], "reason": str(exc)[:2000],
                     })
                 )
                 continue

@@ -7,14 +7,15 @@ and query exactly the files it lists. It also carries the stream position alread
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mlwb import fastjson
 
 MANIFEST = "manifest.json"
 
@@ -45,14 +46,22 @@ class Manifest:
         """Segment file names of ``table``, oldest first."""
         return [s.file for s in self.tables.get(table, [])]
 
-    def to_json(self) -> str:
-        """Serialized form."""
-        return json.dumps(asdict(self), indent=1)
+    def to_json(self) -> bytes:
+        """Serialized form (built field by field: ``dataclasses.asdict`` deep-copies every
+        segment and was a quarter of the ingest's CPU under a steady trickle of events)."""
+        return fastjson.dumps({
+            "version": self.version, "last_id": self.last_id, "audit_seq": self.audit_seq,
+            "audit_hash": self.audit_hash,
+            "tables": {t: [{"file": s.file, "rows": s.rows, "min_ts": s.min_ts,
+                            "max_ts": s.max_ts} for s in segs]
+                       for t, segs in self.tables.items()},
+            "garbage": self.garbage,
+        })
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
+    def from_json(cls, text: str | bytes) -> Manifest:
         """Parse a manifest."""
-        raw = json.loads(text)
+        raw = fastjson.loads(text)
         tables = {t: [Segment(**s) for s in segs] for t, segs in raw.pop("tables", {}).items()}
         return cls(tables=tables, **raw)
 
@@ -61,7 +70,7 @@ def read_manifest(lake_dir: Path) -> Manifest:
     """The current manifest, or an empty one for a new lake."""
     path = lake_dir / MANIFEST
     try:
-        return Manifest.from_json(path.read_text())
+        return Manifest.from_json(path.read_bytes())
     except FileNotFoundError:
         return Manifest()
 
@@ -100,4 +109,4 @@ def write_parquet(lake_dir: Path, name: str, table: pa.Table) -> None:
 
 def write_manifest(lake_dir: Path, manifest: Manifest) -> None:
     """Atomically install ``manifest`` as the lake's current state."""
-    write_atomic(lake_dir / MANIFEST, manifest.to_json().encode())
+    write_atomic(lake_dir / MANIFEST, manifest.to_json())

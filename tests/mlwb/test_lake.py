@@ -120,12 +120,13 @@ def test_malformed_stream_entry_goes_to_dead_letters(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     redis_client.xadd("wb:events", {"t": "events", "d": "{not json"})
+    redis_client.xadd("wb:events", {"t": "events", "d": b'{"kind": "\xff\xfe"}'})  # not UTF-8
     EventSink(redis_client).record("events", {"kind": "fine"})
     ingest = Ingest(redis_client, settings.lake_dir).open()
     drain(ingest)
     lake = Lake(settings.lake_dir)
     assert lake.query("SELECT count(*) FROM events") == [(1,)]
-    assert lake.query("SELECT count(*) FROM dead_letters") == [(1,)]
+    assert lake.query("SELECT count(*) FROM dead_letters") == [(2,)]
     ingest.close()
 
 
