@@ -247,7 +247,8 @@ class Ingest:
         folder.mkdir(exist_ok=True)
         name = f"{table}/{version:012d}-{uuid.uuid4().hex[:8]}.parquet"
         columns = {c.name: [r[c.name] for r in rows] for c in spec.all_columns}
-        write_parquet(self.lake_dir, name, pa.table(columns, schema=spec.arrow_schema))
+        write_parquet(self.lake_dir, name, pa.table(columns, schema=spec.arrow_schema),
+                      defaults.FRESH_SEGMENT_COMPRESSION)
         fsync_dir(folder)
         ts = columns["ts"]
         return Segment(file=name, rows=len(rows), min_ts=min(ts), max_ts=max(ts))

@@ -95,13 +95,14 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def write_parquet(lake_dir: Path, name: str, table: pa.Table) -> None:
+def write_parquet(lake_dir: Path, name: str, table: pa.Table, compression: str = "zstd"
+                  ) -> None:
     """Write segment ``name`` (relative to ``lake_dir``) via a temp file, fsynced, renamed.
 
     The caller fsyncs the folder once its renames are done.
     """
     tmp = lake_dir / f"{name}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression=compression)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, lake_dir / name)
