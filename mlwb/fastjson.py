@@ -47,7 +47,10 @@ def loads(text: str | bytes) -> Any:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:  # deeper than orjson's 1024 levels and Python's stack
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def dumps(obj: Any, default: Callable[[Any], Any] | None = None,

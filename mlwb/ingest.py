@@ -10,6 +10,7 @@ old manifest (the batch is read again; half-written segments are swept) or the n
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,60 @@ def dedupe_key(table: str, row: dict[str, Any]) -> str:
 
 class IngestLocked(ConfigError):
     """Another ingest process already owns this lake."""
+
+
+class _Unwritable(Exception):
+    """Some row of a segment holds a value Parquet cannot store."""
+
+
+_CONVERSION_ERRORS = (pa.ArrowException, OverflowError, ValueError, TypeError)
+
+
+def _field(fields: dict[Any, Any], name: str) -> bytes:
+    """A stream entry's field as bytes (clients with and without decoded responses)."""
+    value = fields.get(name.encode(), fields.get(name))
+    if value is None:
+        raise InputError(f"the stream entry has no {name!r} field")
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
+
+
+def _text(value: Any) -> str:
+    """Printable, storable text for a dead letter (escapes what UTF-8 cannot hold)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    return str(value).encode("utf-8", "backslashreplace").decode()
+
+
+def _plain(value: Any) -> Any:
+    """A value ``json.dumps`` can always write: numbers and flags as they are, an integer
+    beyond 64 bits or anything else as text."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else f"<an integer of {value.bit_length()} bits>"
+    return _text(value)
+
+
+def _dead_letter(sid: str, raw: dict[Any, Any], exc: BaseException, now: float
+                 ) -> dict[str, Any]:
+    """The dead_letters row keeping an entry (or row) that could not be stored, and why."""
+    kept = {_text(k): _plain(v) for k, v in raw.items()}
+    return normalize_row("dead_letters", {
+        "id": f"dl-{sid}", "ts": now, "stream_id": sid,
+        "raw": json.dumps(kept, default=str)[:100_000],
+        "reason": _text(f"{type(exc).__name__}: {exc}")[:2000]})
+
+
+def _chain(table: str, items: list[tuple[str, dict[str, Any]]], seq: int, head: str
+           ) -> list[dict[str, Any]]:
+    """The rows of ``items``; audit rows numbered and hash-chained after ``(seq, head)``."""
+    rows = [row for _, row in items]
+    if table == "audit":
+        for row in rows:
+            seq += 1
+            row["seq"], row["prev_hash"] = seq, head
+            row["hash"] = head = entry_hash(head, row)
+    return rows
 
 
 class Ingest:
@@ -117,9 +173,8 @@ class Ingest:
                 for hook in self.hooks:
                     hook(self)
                 if time.monotonic() - last_compact > 10:
-                    self.compact()
-                    self.collect_garbage()
                     last_compact = time.monotonic()
+                    self.maintain()
                 if landed == 0 and stop.wait(0.01):
                     break
             except redis.RedisError as exc:
@@ -127,7 +182,20 @@ class Ingest:
                 stop.wait(1.0)
             except OSError as exc:  # disk full, permissions: nothing is lost, retry slowly
                 log.error("ingest: could not write the lake (%s); retrying in 5s", exc)
+                with contextlib.suppress(OSError):  # else swept at the next start
+                    self._sweep_orphans()  # segments of the batch that was not installed
                 stop.wait(5.0)
+
+    def maintain(self) -> None:
+        """Compaction and garbage collection. A failure leaves the installed manifest as it
+        was (the merge is retried next time) and never stops the ingest."""
+        try:
+            self.compact()
+            self.collect_garbage()
+        except redis.RedisError:
+            raise
+        except Exception:
+            log.exception("ingest: compaction failed; the segments stay as they are")
 
     # -- one cycle -------------------------------------------------------------------
     def step(self, block_ms: int = 0) -> int:
@@ -153,86 +221,78 @@ class Ingest:
         return self._commit(entries)
 
     def _read(self, block_ms: int, after: str | None = None
-              ) -> list[tuple[str, dict[str, str | bytes]]]:
-        """Entries after ``after`` (else the landed position): field names and the table
-        decoded, the row's JSON (``d``) left as the bytes the parser takes."""
+              ) -> list[tuple[str, dict[Any, Any]]]:
+        """Entries after ``after`` (else the landed position), their fields as Redis gave
+        them: decoding is part of landing an entry, where a bad one is dead-lettered."""
         kwargs: dict[str, Any] = {"count": self.batch}
         if block_ms:
             kwargs["block"] = block_ms
         resp: Any = self.redis.xread({self.stream: after or self.manifest.last_id}, **kwargs)
         if not resp:
             return []
-        out: list[tuple[str, dict[str, str | bytes]]] = []
-        for sid, fields in resp[0][1]:
-            sid_s = sid.decode() if isinstance(sid, bytes) else sid
-            decoded = {
-                (k.decode() if isinstance(k, bytes) else k): (
-                    v.decode() if isinstance(v, bytes) and k != b"d" else v
-                )
-                for k, v in fields.items()
-            }
-            out.append((sid_s, decoded))
-        return out
+        return [(sid.decode() if isinstance(sid, bytes) else sid, fields)
+                for sid, fields in resp[0][1]]
 
-    def _commit(self, entries: list[tuple[str, dict[str, str | bytes]]]) -> int:
+    def _commit(self, entries: list[tuple[str, dict[Any, Any]]]) -> int:
+        """Land ``entries`` as one manifest version. An entry that cannot be stored (bad
+        JSON or encoding, unknown table, a row its table refuses, a value Parquet cannot
+        hold) becomes a ``dead_letters`` row on its own; the rest land. Nothing is marked
+        as seen before the manifest that holds it is installed, so a failed write (a full
+        disk) is retried whole."""
         now = time.time()
-        by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        seq, head = self.manifest.audit_seq, self.manifest.audit_hash
+        by_table: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        dead: list[dict[str, Any]] = []
+        fresh: dict[str, float] = {}
         for sid, fields in entries:
-            table = str(fields.get("t", ""))
             try:
-                row = normalize_row(table, fastjson.loads(fields.get("d", b"")))
+                table = _field(fields, "t").decode()
+                row = normalize_row(table, fastjson.loads(_field(fields, "d")))
             except (InputError, ValueError, TypeError) as exc:
-                raw = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-                       for k, v in fields.items()}
-                by_table["dead_letters"].append(
-                    normalize_row("dead_letters", {
-                        "id": f"dl-{sid}", "ts": now, "stream_id": sid,
-                        "raw": json.dumps(raw)[:100_000], "reason": str(exc)[:2000],
-                    })
-                )
+                dead.append(_dead_letter(sid, fields, exc, now))
                 continue
             key = dedupe_key(table, row)
-            if key in self._seen:
+            if key in self._seen or key in fresh:
                 continue
-            self._seen[key] = now
-            if table == "audit":
-                seq += 1
-                row["seq"], row["prev_hash"] = seq, head
-                row["hash"] = head = entry_hash(head, row)
-            by_table[table].append(row)
+            fresh[key] = now
+            by_table[table].append((sid, row))
 
-        new = Manifest(
-            version=self.manifest.version + 1,
-            last_id=entries[-1][0],
-            audit_seq=seq,
-            audit_hash=head,
-            tables={t: list(s) for t, s in self.manifest.tables.items()},
-            garbage=list(self.manifest.garbage),
-        )
+        version = self.manifest.version + 1
+        tables = {t: list(s) for t, s in self.manifest.tables.items()}
+        seq, head = self.manifest.audit_seq, self.manifest.audit_hash
         landed = 0
-        unwritable: list[dict[str, Any]] = []
-        for table, rows in by_table.items():
+        for table, items in by_table.items():
             try:
-                segment = self._write_segment(table, rows, new.version)
-            except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
-                # Never let one bad row stop the store: keep the rows, say why, move on.
-                log.error("ingest: %d %s rows could not be written (%s); dead-lettered",
-                          len(rows), table, exc)
-                unwritable += [normalize_row("dead_letters", {
-                    "id": f"dl-{table}-{row['id']}"[:200], "ts": now,
-                    "stream_id": new.last_id, "raw": json.dumps(row, default=str)[:100_000],
-                    "reason": f"{type(exc).__name__}: {exc}"[:2000]}) for row in rows]
-                continue
-            new.tables.setdefault(table, []).append(segment)
-            landed += len(rows)
-        if unwritable:
-            segment = self._write_segment("dead_letters", unwritable, new.version)
-            new.tables.setdefault("dead_letters", []).append(segment)
-        if by_table:
+                segment = self._write_segment(table, _chain(table, items, seq, head), version)
+            except _Unwritable:
+                # Find the rows Parquet refuses, one by one (only on this rare path).
+                good = []
+                for sid, row in items:
+                    try:
+                        pa.Table.from_pylist([row], schema=TABLES[table].arrow_schema)
+                        good.append((sid, row))
+                    except _CONVERSION_ERRORS as exc:
+                        log.error("ingest: a %s row could not be written (%s); dead-lettered",
+                                  table, exc)
+                        dead.append(_dead_letter(sid, row, exc, now))
+                        fresh.pop(dedupe_key(table, row), None)
+                if not good:
+                    continue
+                items = good
+                segment = self._write_segment(table, _chain(table, items, seq, head), version)
+            if table == "audit":  # the chain covers exactly the entries that landed
+                seq, head = items[-1][1]["seq"], items[-1][1]["hash"]
+            tables.setdefault(table, []).append(segment)
+            landed += len(items)
+        if dead:
+            segment = self._write_segment("dead_letters", dead, version)
+            tables.setdefault("dead_letters", []).append(segment)
+        if by_table or dead:
             fsync_dir(self.lake_dir)
+        new = Manifest(version=version, last_id=entries[-1][0], audit_seq=seq, audit_hash=head,
+                       tables=tables, garbage=list(self.manifest.garbage))
         write_manifest(self.lake_dir, new)
         self.manifest = new
+        self._seen.update(fresh)
         self._publish_head()
         # Safe now: everything up to last_id is in the manifest. MINID drops ids *below* it,
         # so trim below the next possible id: the stream then holds only the backlog.
@@ -247,8 +307,11 @@ class Ingest:
         folder.mkdir(exist_ok=True)
         name = f"{table}/{version:012d}-{uuid.uuid4().hex[:8]}.parquet"
         columns = {c.name: [r[c.name] for r in rows] for c in spec.all_columns}
-        write_parquet(self.lake_dir, name, pa.table(columns, schema=spec.arrow_schema),
-                      defaults.FRESH_SEGMENT_COMPRESSION)
+        try:
+            data = pa.table(columns, schema=spec.arrow_schema)
+        except _CONVERSION_ERRORS as exc:
+            raise _Unwritable(str(exc)) from exc
+        write_parquet(self.lake_dir, name, data, defaults.FRESH_SEGMENT_COMPRESSION)
         fsync_dir(folder)
         ts = columns["ts"]
         return Segment(file=name, rows=len(rows), min_ts=min(ts), max_ts=max(ts))
@@ -296,9 +359,9 @@ class Ingest:
         if not due:
             return 0
         keep = [g for g in self.manifest.garbage if g["after"] > now]
-        self.manifest.garbage = keep
-        self.manifest.version += 1
-        write_manifest(self.lake_dir, self.manifest)
+        new = replace(self.manifest, version=self.manifest.version + 1, garbage=keep)
+        write_manifest(self.lake_dir, new)  # installed first: a failed write forgets nothing
+        self.manifest = new
         for g in due:
             (self.lake_dir / g["file"]).unlink(missing_ok=True)
         return len(due)

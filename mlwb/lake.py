@@ -54,7 +54,11 @@ class Lake:
         # A file can vanish under a reader that held a manifest past the compaction grace
         # period; a fresh manifest fixes that, so retry once.
         for _ in range(2):
-            con = self.connect()
+            try:
+                con = self.connect()  # its views open every listed file already
+            except duckdb.IOException as exc:
+                last = exc
+                continue
             try:
                 cur = con.execute(sql, list(params or []))
                 return cur.df() if as_df else cur.fetchall()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -134,12 +134,44 @@ def canonical_json(value: Any) -> str:
 
 def stored_json(value: Any) -> str:
     """The text a JSON column stores: sorted keys, no spaces (orjson, several times faster
-    than ``json``; non-finite floats become ``null``, which every JSON reader takes)."""
-    return fastjson.dumps(value, default=str, sort_keys=True).decode()
+    than ``json``; non-finite floats become ``null``, which every JSON reader takes).
+
+    Unpaired surrogates (which ``json`` accepts in a request body as ``"\\ud800"``) are
+    stored as U+FFFD: DuckDB's JSON functions refuse the escape, and one such row would make
+    every query over the column fail."""
+    try:
+        text = fastjson.dumps(value, default=str, sort_keys=True)
+        if b"\\ud" in text or b"\\uD" in text:  # `json` wrote a surrogate as an escape
+            text = fastjson.dumps(_scrub(value), default=str, sort_keys=True)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+    return text.decode()
 
 
-# Column types whose values of exactly this Python type are stored unchanged.
-_AS_IS: dict[str, type] = {"string": str, "float": float, "int": int}
+def _scrub(value: Any) -> Any:
+    """``value`` with every unpaired surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+# Column types whose values of exactly this Python type are stored unchanged (a str only
+# when it is ASCII: anything else is checked for unpaired surrogates first; an int is
+# always checked against 64 bits).
+_AS_IS: dict[str, type] = {"string": str, "float": float}
+
+
+def _preview(value: Any) -> str:
+    """A short, printable view of a bad value for an error message."""
+    try:
+        text = str(value)
+    except (ValueError, RecursionError):  # a huge int (str's digit limit), deep nesting
+        return f"<{type(value).__name__} too large to show>"
+    return repr(text[:40])
 
 
 def _coerce(col: Column, value: Any, table: str) -> Any:
@@ -148,19 +180,26 @@ def _coerce(col: Column, value: Any, table: str) -> Any:
             raise InputError(f"{table}.{col.name} is required", table=table, column=col.name)
         return None
     kind = col.type
+    why = ""
     try:
         if kind == "json":
             return stored_json(value)
         if kind == "string":
             if not isinstance(value, str | int | float):
                 raise TypeError
-            return str(value)
+            text = str(value)
+            if not text.isascii():
+                text.encode("utf-8")  # an unpaired surrogate cannot be stored: refused
+            return text
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise TypeError
             if isinstance(value, float) and not value.is_integer():
                 raise TypeError
-            return int(value)
+            number = int(value)
+            if not -(2**63) <= number < 2**63:
+                raise OverflowError("beyond 64 bits")
+            return number
         if kind == "float":
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise TypeError
@@ -171,13 +210,21 @@ def _coerce(col: Column, value: Any, table: str) -> Any:
             return value
         if kind == "timestamp":
             return to_micros(value)
-    except (TypeError, ValueError, OverflowError):
-        pass
+    except UnicodeEncodeError:
+        why = " (it holds an unpaired surrogate, which is not text that can be stored)"
+    except RecursionError:
+        why = " (nested too deeply)"
+    except (TypeError, ValueError, OverflowError) as exc:
+        why = f" ({exc})" if str(exc) in ("nested too deeply", "beyond 64 bits") else ""
     raise InputError(
-        f"{table}.{col.name} must be {kind}, got {type(value).__name__} {str(value)[:40]!r}",
+        f"{table}.{col.name} must be {kind}, got {type(value).__name__} {_preview(value)}{why}",
         table=table,
         column=col.name,
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def to_micros(value: Any) -> int:
@@ -186,13 +233,13 @@ def to_micros(value: Any) -> int:
     ValueError outside 2000..2100, which also catches seconds passed as an int."""
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        micros = int(dt.timestamp() * 1_000_000)
+        micros = (dt - _EPOCH) // _MICROSECOND  # exact (through a float, 1% were 1 us early)
     elif isinstance(value, str):
         return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
     elif isinstance(value, int) and not isinstance(value, bool):
         micros = value
     elif isinstance(value, float):
-        micros = int(value * 1_000_000)
+        micros = round(value * 1_000_000)  # the nearest microsecond, not truncated
     else:
         raise TypeError(value)
     if not defaults.EARLIEST_TS * 1_000_000 <= micros <= defaults.LATEST_TS * 1_000_000:
@@ -219,5 +266,6 @@ def normalize_row(table_name: str, row: dict[str, Any]) -> dict[str, Any]:
             column=extra[0],
         )
     # A value already of its column's stored type is kept as is (what _coerce would return).
-    return {name: v if type(v := row.get(name)) is kept else _coerce(col, v, table_name)
-            for name, kept, col in table.plan}
+    return {name: v if type(v := row.get(name)) is kept and (
+                kept is not str or v.isascii())  # type: ignore[attr-defined]
+            else _coerce(col, v, table_name) for name, kept, col in table.plan}
