@@ -36,8 +36,8 @@ alias_history_t = sa.Table(
     sa.Index("ix_alias_history_model_alias", "model", "alias", "id"),
 )
 
-MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}\Z")
 
 
 def ensure_tables(engine: Engine) -> None:

@@ -29,7 +29,7 @@ from mlwb.events import EventSink
 from mlwb.settings import Settings
 from mlwb.users import Principal
 
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
 # Categorical profile: at most this many distinct values are listed.
 MAX_CATEGORIES = 20
 

@@ -9,9 +9,10 @@ Attributions are Shapley values (:mod:`mlwb.shapley`).
 
 from __future__ import annotations
 
-import os
+import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -28,6 +29,7 @@ from mlwb.aliases import (
 )
 from mlwb.errors import InputError, NotFound, StoreError, Unprocessable
 from mlwb.promotions import serving_plan
+from mlwb.registry import fetch_verified
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
 from mlwb.shapley import Model, shapley
@@ -58,21 +60,18 @@ class Explainer:
     def load(cls, services: Services, name: str, version: str) -> Explainer:
         """Load ``name`` version ``version`` and sample its background."""
         client = mlflow_client(services.settings)
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # The same verified download as serving: a version whose artifacts no longer match
+        # the hash recorded at registration is not loaded here either.
+        local, run_id = fetch_verified(client, services.engine, name, version,
+                                       Path(services.settings.data_dir) / "serving-cache")
         try:
-            mv = client.get_model_version(name, version)
-            uri = client.get_model_version_download_uri(name, version)
-            pyfunc = mlflow.pyfunc.load_model(mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, tracking_uri=services.settings.tracking_uri))
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise NotFound(f"model {name!r} has no version {version}; see `wb models "
-                               "list`", model=name, version=version) from None
-            raise StoreError(f"model {name!r} version {version} could not be loaded: "
-                             f"{exc.message}", model=name, version=version) from None
+            pyfunc = mlflow.pyfunc.load_model(str(local))
+        except Exception as exc:
+            raise StoreError(f"model {name!r} version {version} could not be loaded: {exc}",
+                             model=name, version=version) from None
         schema = pyfunc.metadata.get_input_schema()
         features = list(schema.input_names()) if schema is not None else []
-        background, source = _background(services, mv.run_id, pyfunc, features)
+        background, source = _background(services, run_id or None, pyfunc, features)
         if not features:
             features = list(background.columns)
         proba, classes = _probabilities(pyfunc)
@@ -89,6 +88,16 @@ class Explainer:
 
     def explain_row(self, row: pd.DataFrame) -> dict[str, Any]:
         """Attributions for one row (a one-row frame with the model's features)."""
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return self._explain_row(row)
+        except (ValueError, OverflowError, TypeError, MlflowException) as exc:
+            # The row passed validation, but the model refuses it (a scaler turning a huge
+            # value into infinity, say): the caller's to fix, as MLflow's server says too.
+            raise Unprocessable(f"model {self.name!r} could not score this row or its "
+                                f"mixes with the background: {_message(exc)}") from None
+
+    def _explain_row(self, row: pd.DataFrame) -> dict[str, Any]:
         if self.proba is not None:
             probs = self.proba(row)[0]
             k = int(np.argmax(probs))
@@ -110,6 +119,20 @@ class Explainer:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _message(exc: BaseException) -> str:
+    """The first line of a model's error (MLflow's own message where it has one)."""
+    text = exc.message if isinstance(exc, MlflowException) else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _finite(value: Any) -> bool:
+    """A finite number that fits a float64 (a huge JSON integer does not)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _probabilities(pyfunc: Any) -> tuple[Model | None, list[Any] | None]:
@@ -184,17 +207,17 @@ def rows_frame(instances: Any, ex: Explainer) -> pd.DataFrame:
             numeric = pd.api.types.is_numeric_dtype(ex.background[c])
             v = row[c]
             bad = v is None or (numeric and (isinstance(v, bool) or not isinstance(
-                v, int | float) or v != v or v in (float("inf"), float("-inf"))))
+                v, int | float) or not _finite(v)))
             if bad:
                 raise Unprocessable(f"instances[{i}].{c} must be a finite number, got {v!r}",
                                     index=i, column=c)
             if pd.api.types.is_integer_dtype(ex.background[c]) and float(v) != int(v):
                 raise Unprocessable(f"instances[{i}].{c} must be a whole number, got {v!r}",
                                     index=i, column=c)
-    frame = pd.DataFrame(instances, columns=ex.features)
     try:
+        frame = pd.DataFrame(instances, columns=ex.features)
         return frame.astype(ex.background.dtypes.to_dict())
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise Unprocessable(f"instances do not fit the model's column types: {exc}") from None
 
 

@@ -14,7 +14,7 @@ import random
 import re
 
 MAC_CHARS = 20  # 80 bits of HMAC: forging one id takes ~2**79 guesses
-ID_RE = re.compile(r"^([0-9a-f]{24})-([0-9]{1,6})\.([0-9a-f]{20})$")  # 20 = MAC_CHARS
+ID_RE = re.compile(r"^([0-9a-f]{24})-([0-9]{1,6})\.([0-9a-f]{20})\Z")  # 20 = MAC_CHARS
 
 
 # Uniqueness, not secrecy, is what a request id needs (prediction ids are protected by their

@@ -21,7 +21,7 @@ from mlwb.roles import SCOPE_MIN_ROLE, Role, Scope, require_role
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 _DUMMY_HASH = _hasher.hash("timing-equaliser")
-USERNAME_RE = re.compile(r"^[a-zA-Z0-9_.@-]{2,64}$")
+USERNAME_RE = re.compile(r"^[a-zA-Z0-9_.@-]{2,64}\Z")
 MIN_PASSWORD = 10
 
 

@@ -17,6 +17,7 @@ import logging
 import uuid
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
@@ -24,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from api.auth import requires
 from api.serving.schema import InputSchema, Parsed, TooLarge, Unsupported, untyped
 from api.serving.service import instrument, serve
+from mlwb import fastjson
 from mlwb.errors import InputError, WorkbenchError
 from mlwb.roles import Role, Scope
 
@@ -70,8 +72,10 @@ def _unexpected(exc: Exception) -> Response:
 def _content_type() -> str:
     raw = request.content_type or ""
     mime, *params = [p.strip() for p in raw.split(";")]
-    pairs = dict(p.partition("=")[::2] for p in params if p)
-    if pairs.get("charset", "utf-8").lower() != "utf-8":
+    mime = mime.lower()  # media types and parameter names are case-insensitive (RFC 9110)
+    pairs = {k.strip().lower(): v.strip().strip('"') for k, _, v in
+             (p.partition("=") for p in params if p)}
+    if pairs.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
         raise Unsupported("the scoring protocol takes UTF-8 bodies only")
     if set(pairs) - {"charset"}:
         raise Unsupported(f"unrecognized content type parameter(s): "
@@ -112,6 +116,9 @@ def _json_frame(body: Any) -> tuple[pd.DataFrame | list[dict[str, Any]], dict[st
         raise InputError(f"{key} could not be read as a table: {exc.message}") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise InputError(f"{key} could not be read as a table: {exc}") from None
+    if isinstance(parsed, dict) and parsed and all(np.ndim(v) == 0 for v in parsed.values()):
+        # {"inputs": {"col": value}}: one row, as MLflow reads it (0-d arrays here)
+        parsed = pd.DataFrame([{k: np.asarray(v).item() for k, v in parsed.items()}])
     if isinstance(parsed, dict):
         try:
             parsed = pd.DataFrame(parsed)
@@ -146,8 +153,8 @@ def invocations(name: str) -> Response:
         table: pd.DataFrame | list[dict[str, Any]] = _csv_frame()
     else:
         try:
-            body = json.loads(request.get_data(cache=False) or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
+            body = fastjson.loads(request.get_data(cache=False) or b"null")
+        except ValueError as exc:  # bad JSON or UTF-8, or nested too deeply
             raise InputError(f"the body is not valid JSON: {exc}") from None
         table, params = _json_frame(body)
     if isinstance(table, pd.DataFrame) and len(table) > 10_000:
@@ -164,7 +171,8 @@ def invocations(name: str) -> Response:
     headers = result.headers()
     if len(result.prediction_ids) <= MAX_ID_HEADER_ROWS:
         headers["X-Prediction-IDs"] = ",".join(result.prediction_ids)
-    payload = json.dumps({"predictions": result.output.predictions})
+    # Valid JSON always: a non-finite output is null (json.dumps would write a bare NaN).
+    payload = fastjson.dumps({"predictions": result.output.predictions})
     return Response(payload, mimetype="application/json", headers=headers)
 
 

@@ -36,6 +36,9 @@ class LinearKernel:
                 x = x - mean
             if scale is not None:
                 x = x / scale
+            if not np.isfinite(x).all():  # what sklearn's next step checks, and refuses
+                raise ValueError("Input X contains infinity or a value too large for "
+                                 "dtype('float64').")
         scores = x @ self.coef.T + self.intercept
         if self.classes is None:
             return Output(scores.ravel().tolist() if scores.ndim > 1 and scores.shape[1] == 1

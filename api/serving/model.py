@@ -18,8 +18,6 @@ matches the hash recorded at registration (``mlwb.registry``), loads them with
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.artifacts import download_artifacts
-from mlflow.utils.yaml_utils import write_yaml
+from mlflow.exceptions import MlflowException
 from sqlalchemy.engine import Engine
 
 from api.serving.batcher import MAX_BATCH, Batcher
@@ -36,71 +33,10 @@ from api.serving.linear import LinearKernel, compile_linear
 from api.serving.output import Output
 from api.serving.schema import InputSchema, Parsed
 from api.serving.torch_kernel import compile_module
-from mlwb.errors import Conflict, NotFound, StoreError
-from mlwb.registry import artifact_digest, expected_hash
+from mlwb.errors import StoreError, Unprocessable
+from mlwb.registry import fetch_verified
 
 log = logging.getLogger(__name__)
-
-
-def version_artifact_uri(client: mlflow.MlflowClient, name: str, version: str) -> tuple[str, str]:
-    """``(artifact URI, run id)`` of a registered version (MLflow 3 logged models and runs)."""
-    if not str(version).isdigit():
-        raise NotFound(f"model {name!r} has no version {version!r}; versions are numbers, see "
-                       "`wb models list`", model=name, version=str(version)[:40])
-    try:
-        mv = client.get_model_version(name, version)
-    except mlflow.exceptions.MlflowException as exc:
-        raise NotFound(f"model {name!r} has no version {version!r}; see `wb models list`",
-                       model=name, version=version) from exc
-    source = mv.source or ""
-    if source.startswith("models:/m-"):
-        logged = client.get_logged_model(source.removeprefix("models:/").split("/")[0])
-        return logged.artifact_location, mv.run_id or ""
-    if source.startswith("runs:/"):
-        run_id, _, path = source.removeprefix("runs:/").partition("/")
-        return client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + path, run_id
-    return source, mv.run_id or ""
-
-
-def fetch_verified(
-    client: mlflow.MlflowClient, engine: Engine, name: str, version: str, dest: Path
-) -> tuple[Path, str]:
-    """Download a version's artifacts under ``dest`` and check them against the recorded hash.
-
-    Returns ``(local path, run id)``; raises Conflict (409) when the hash is missing or
-    differs: such a version is never loaded.
-    """
-    uri, run_id = version_artifact_uri(client, name, version)  # 404 before anything else
-    expected = expected_hash(engine, name, version)
-    if expected is None:
-        raise Conflict(
-            f"model {name!r} version {version} has no artifact hash recorded at registration, "
-            "so it cannot be verified and is not served; register it through ml-workbench "
-            "(`wb run` / the experiments API), which records the hash",
-            model=name, version=version)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    dest.mkdir(parents=True, exist_ok=True)
-    target = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=dest))
-    try:
-        local = Path(download_artifacts(artifact_uri=uri, dst_path=str(target)))
-    except Exception as exc:
-        raise StoreError(f"could not download model {name!r} version {version} from {uri}: "
-                         f"{exc}", model=name, version=version) from exc
-    # What `download_artifacts("models:/NAME/VERSION")` adds, so the digest matches the one
-    # experiments.tracking.register recorded from exactly that download.
-    write_yaml(str(local), "registered_model_meta",
-               {"model_name": name, "model_version": str(version)}, overwrite=True,
-               ensure_yaml_extension=False)
-    actual = artifact_digest(local)
-    if actual != expected:
-        log.error("artifact hash mismatch for %s v%s: expected %s, found %s", name, version,
-                  expected, actual)
-        raise Conflict(
-            f"the artifacts of model {name!r} version {version} changed since registration "
-            f"(recorded sha256 {expected[:12]}…, found {actual[:12]}…); it is not served. "
-            "Restore the original artifacts or register a new version.",
-            model=name, version=version)
-    return local, run_id
 
 
 class LoadedModel:
@@ -182,7 +118,21 @@ class LoadedModel:
 
         ``params`` (MLflow inference params) reach models that take them (the generic pyfunc
         path); sklearn and the torch fast path take none, as under ``mlflow models serve``.
+        A model that refuses rows which passed validation (sklearn's "Input X contains
+        infinity" after a scaler overflows, MLflow's params or type enforcement) is a 422
+        with the model's reason, where MLflow's server answers 400; never a 500.
         """
+        try:
+            # numpy's overflow warnings would only fill the log (the outcome is checked).
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return self._predict(parsed, params)
+        except (ValueError, OverflowError, TypeError, MlflowException) as exc:
+            text = exc.message if isinstance(exc, MlflowException) else str(exc)
+            reason = (text.strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise Unprocessable(f"model {self.name!r} version {self.version} could not score "
+                                f"these rows: {reason}", model=self.name) from None
+
+    def _predict(self, parsed: Parsed, params: dict[str, Any] | None) -> Output:
         if self._linear is not None:
             x = parsed.matrix if parsed.matrix is not None else parsed.frame[
                 self._linear.names].to_numpy(np.float64)

@@ -61,9 +61,14 @@ class Field:
             return None if kind in ("string", "binary", "datetime") else float("nan")
         if kind in ("double", "float"):
             if type(value) is float or (type(value) is int):
-                if math.isinf(value):
-                    raise Unprocessable(f"column {self.name!r} row {row}: infinity is not "
-                                        "allowed", column=self.name, row=row)
+                try:
+                    finite = math.isfinite(value)
+                except OverflowError:  # an integer beyond float64's range
+                    finite = False
+                if not finite:
+                    raise Unprocessable(f"column {self.name!r} row {row}: infinity, or a "
+                                        "number beyond the float64 range, is not allowed",
+                                        column=self.name, row=row)
                 return value
             expected = "a number"
         elif kind in ("long", "integer"):
@@ -76,6 +81,10 @@ class Field:
             if type(value) is bool:
                 return value
             expected = "true or false"
+        elif kind == "datetime":
+            if isinstance(value, str) and _is_time(value):
+                return value
+            expected = "a date or time (ISO 8601)"
         else:
             if isinstance(value, str):
                 return value
@@ -83,6 +92,14 @@ class Field:
         raise Unprocessable(
             f"column {self.name!r} row {row}: expected {expected} ({kind}), got "
             f"{_type_name(value)} {str(value)[:30]!r}", column=self.name, row=row)
+
+
+def _is_time(text: str) -> bool:
+    """Whether pandas reads ``text`` as a time (as MLflow's datetime enforcement does)."""
+    try:
+        return pd.Timestamp(text) is not pd.NaT
+    except (ValueError, TypeError, OverflowError):
+        return False
 
 
 def _type_name(value: Any) -> str:

@@ -293,8 +293,10 @@ def observe_response(status: int) -> None:
     started = g.get("serving_started")
     if started is None:
         return
-    labels = g.get("serving_labels") or (
-        (request.view_args or {}).get("name", ""), "", "", g.get("serving_endpoint", ""))
+    # A request refused before its model was resolved (no token, unknown model, over its
+    # rate) is counted without a model label: names from URLs would let any caller add
+    # series without limit.
+    labels = g.get("serving_labels") or ("", "", "", g.get("serving_endpoint", ""))
     model, version, arm, endpoint = labels
     serving().metrics.observe(model, version, arm, endpoint, status,
                               time.perf_counter() - started)

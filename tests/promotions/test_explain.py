@@ -87,7 +87,7 @@ def test_bad_requests_name_the_problem(services: Services, people: dict[str, Pri
     vic = people["vic"]
     with pytest.raises(NotFound, match="no champion"):
         explain(services, vic, model, ROWS)
-    with pytest.raises(NotFound, match="no version 8"):
+    with pytest.raises(NotFound, match="no version '8'"):
         explain(services, vic, model, ROWS, version=8)
     cases = [
         ([{"a": 1, "b": 2, "c": 3}], Unprocessable, "missing feature"),
