@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PLAN_TTL = 2.0  # seconds a process serves a plan before asking again
 FAILED_TTL = 10.0  # seconds a version that failed to load is refused without retrying
+MAX_TRACKED = 1024  # model names (and name, version pairs) a process keeps state for
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,14 @@ def resolve_plan(engine: Engine, client: mlflow.MlflowClient, name: str) -> Any:
     return serving_plan(engine, name)
 
 
+def _trim(table: dict[Any, Any]) -> None:
+    """Forget the oldest entries past ``MAX_TRACKED``: names and versions come from callers,
+    so what a process remembers about them must be bounded. A forgotten plan is read again;
+    a forgotten lock at worst lets two threads do the same refresh or load."""
+    while len(table) > MAX_TRACKED:
+        table.pop(next(iter(table)), None)
+
+
 def _unit(key: str) -> float:
     """A stable number in [0, 1) for a sticky traffic key."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
@@ -111,6 +120,7 @@ class ModelRuntime:
             return found
         with self._lock:
             lock = self._load_locks.setdefault(key, threading.Lock())
+            _trim(self._load_locks)
         with lock:
             found = self._models.get(key)
             if found is None:
@@ -123,6 +133,7 @@ class ModelRuntime:
                                              self.cache_dir, self.max_batch)
                 except WorkbenchError as exc:
                     self._failed[key] = (time.monotonic(), exc)
+                    _trim(self._failed)
                     raise
                 self._failed.pop(key, None)
                 log.info("loaded %s v%s (%s, %s) in %.2fs", name, version, found.kind,
@@ -143,6 +154,7 @@ class ModelRuntime:
             return cached[1]
         with self._lock:
             lock = self._refreshing.setdefault(name, threading.Lock())
+            _trim(self._refreshing)
         if cached is not None:
             if not lock.acquire(blocking=False):
                 return cached[1]  # another thread is refreshing; keep serving the old plan
@@ -168,7 +180,9 @@ class ModelRuntime:
                 log.warning("plan refresh for %s failed; serving the previous plan", name,
                             exc_info=True)
                 plan = cached[1]
+            self._plans.pop(name, None)  # re-inserted: the oldest entry is the least used
             self._plans[name] = (time.monotonic(), plan)
+            _trim(self._plans)
             return plan
         finally:
             lock.release()

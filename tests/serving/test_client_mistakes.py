@@ -177,3 +177,25 @@ def test_explain_refuses_a_version_it_cannot_verify(world: World) -> None:
     resp = world.client.post(f"/api/models/{name}/explain", headers=world.headers,
                              json={"instances": world.rows(1), "version": 1})
     assert resp.status_code == 409 and "hash" in resp.get_json()["message"]
+
+
+def test_what_a_process_remembers_about_names_is_bounded(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model names and versions come from callers: plans, locks and refusals are kept for
+    at most MAX_TRACKED of them, and a real model keeps serving through the churn."""
+    import api.serving.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "MAX_TRACKED", 8)
+    name = world.model("lr")
+    body = {"instances": world.rows(1)}
+    url = f"/api/models/{name}/predict"
+    for i in range(30):
+        assert world.client.post(f"/api/models/nope-{i}/predict", json=body,
+                                 headers=world.headers).status_code == 404
+        assert world.client.post(url, json=body, headers=world.headers).status_code == 200
+        resp = world.client.get(f"/v2/models/{name}/versions/{100 + i}/ready",
+                                headers=world.headers)
+        assert resp.status_code in (400, 404), resp.status_code
+    runtime = world.app.extensions["wb_serving"].runtime
+    for table in (runtime._plans, runtime._refreshing, runtime._load_locks, runtime._failed):
+        assert len(table) <= 8
