@@ -91,6 +91,7 @@ class Serving:
     def count_and_log(self, caller: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
         """Count the hit and append ``rows`` (one atomic step, its round trip shared with
         concurrent requests of this process); 429 over the limit."""
+        g.serving_counted = True
         data: list[Any] = []
         for table, row in rows:
             data += [table, fastjson.dumps(row, default=str)]
@@ -112,6 +113,17 @@ class Serving:
             args += [len(data) // 2, *data]
         counts = self.script([self.stream, *(key for key, _ in requests)], args)
         return [int(c) for c in counts]
+
+    def count_refused(self, caller: str) -> None:
+        """Count a request refused before it reached the log (a bad body, an unknown model):
+        those count against the caller's limit too, or a flood of them would be free."""
+        try:
+            count = self.limiter.hit(caller)
+        except redis.RedisError:
+            return  # the request already failed for its own reason; say that one
+        if count > self.limiter.limit:
+            window = self.limiter.window
+            self.over_until[caller] = (time.time() // window + 1) * window
 
     def _refuse(self) -> None:
         raise self.limiter.refusal("prediction requests for this token")
@@ -298,8 +310,13 @@ def observe_response(status: int) -> None:
     # series without limit.
     labels = g.get("serving_labels") or ("", "", "", g.get("serving_endpoint", ""))
     model, version, arm, endpoint = labels
-    serving().metrics.observe(model, version, arm, endpoint, status,
-                              time.perf_counter() - started)
+    state = serving()
+    state.metrics.observe(model, version, arm, endpoint, status,
+                          time.perf_counter() - started)
+    principal = g.get("principal")
+    if 400 <= status < 500 and status != 429 and principal is not None and not g.get(
+            "serving_counted"):
+        state.count_refused(caller_key(principal))
 
 
 def instrument(bp: Blueprint, endpoint: str, views: set[str]) -> None:

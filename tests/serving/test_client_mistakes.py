@@ -199,3 +199,26 @@ def test_what_a_process_remembers_about_names_is_bounded(
     runtime = world.app.extensions["wb_serving"].runtime
     for table in (runtime._plans, runtime._refreshing, runtime._load_locks, runtime._failed):
         assert len(table) <= 8
+
+
+def test_refused_requests_count_against_the_rate_limit(
+        world: World, predict: Callable[..., Any]) -> None:
+    """A flood of bad bodies or unknown models is not free: each counts as a hit, and once
+    over the limit the token gets 429 for good requests too, until the window ends."""
+    from api.serving.service import serving
+
+    name = world.model("lr")
+    state = serving(world.app)
+    state.limiter.limit = 4
+    state.limiter.window = 86_400  # one window for the whole test (no boundary to cross)
+    for key in world.services.redis.keys("wb:rl:predict:*"):
+        world.services.redis.delete(key)
+    state.over_until.clear()
+    assert predict(name, {"instances": [{"nope": 1}]}).status_code == 400
+    assert predict("no-such-model", {"instances": world.rows(1)}).status_code == 404
+    bad_json = world.client.post(f"/api/models/{name}/invocations", data="{",
+                                 headers={**world.headers, **JSON})
+    assert bad_json.status_code == 400
+    assert predict(name, {"instances": world.rows(1)}).status_code == 200  # the 4th hit
+    assert predict(name, {"instances": [{"nope": 1}]}).status_code == 400  # the 5th: over
+    assert predict(name, {"instances": world.rows(1)}).status_code == 429
