@@ -108,11 +108,24 @@ def authorize(role: Role, scope: Scope, action: str) -> Principal:
                         "`Authorization: Bearer <token>`")
     try:
         principal.require(role, scope, action)
-    except PermissionDenied:
+    except PermissionDenied as exc:
         audit(services().sink, principal.actor, "auth.denied", request.path,
               after={"needed_role": role.value, "needed_scope": scope.value}, ip=client_ip())
+        exc.audited = True  # the error handler audits the denials raised deeper down
         raise
     return principal
+
+
+def audit_denial(exc: PermissionDenied) -> None:
+    """Audit a 403 raised inside a service function (self-approval, rejecting someone
+    else's proposal as a scientist): every denial is in the audit log, not only the
+    decorator's."""
+    if getattr(exc, "audited", False):
+        return
+    principal: Principal | None = g.get("principal")
+    audit(services().sink, principal.actor if principal else "anonymous", "auth.denied",
+          request.path, after={"reason": exc.message}, ip=client_ip())
+    exc.audited = True
 
 
 def requires(role: Role, scope: Scope, action: str) -> Callable[[F], F]:

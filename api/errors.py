@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from mlwb.errors import WorkbenchError
+from mlwb.errors import PermissionDenied, WorkbenchError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(WorkbenchError)
     def _workbench(exc: WorkbenchError) -> Response:
+        if isinstance(exc, PermissionDenied):
+            from api.auth import audit_denial
+
+            try:
+                audit_denial(exc)
+            except Exception:  # the store is down: still answer the 403
+                log.warning("could not audit a denial on %s", request.path, exc_info=True)
         resp = jsonify(exc.to_dict())
         resp.status_code = exc.status
         if exc.status == 429 and "retry_after" in exc.context:

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.engine import Engine
 
 from mlwb.aliases import (
+    alias_lock,
     alias_moves,
     current_holders,
     jsonable,
@@ -157,21 +158,27 @@ def check_alias_drift(services: Services, model: str,
 
 
 def resolve_drift(services: Services, principal: Principal, drift_id: int,
-                  action: str = "confirm", ip: str | None = None) -> Drift:
+                  action: str = "confirm", ip: str | None = None,
+                  model: str | None = None) -> Drift:
     """Confirm (the record follows MLflow) or revert (MLflow follows the record); approver+."""
     if action not in ("confirm", "revert"):
         raise InputError(f"action must be confirm or revert, got {action!r}")
     principal.require(Role.approver, Scope.promote, f"{action}ing an alias moved in MLflow")
     ensure_tables(services.engine)
     client = mlflow_client(services.settings)
-    with services.engine.begin() as conn:
-        r = None
+    found = None
+    with services.engine.connect() as conn:
         if 0 < int(drift_id) < 2**63:  # ids from URLs can be beyond the DB's integers
-            r = conn.execute(sa.select(alias_drift_t).where(
+            found = conn.execute(sa.select(alias_drift_t).where(
                 alias_drift_t.c.id == drift_id)).first()
-        if r is None:
-            raise NotFound(f"no alias drift {drift_id}; see `wb models drift MODEL`",
-                           drift_id=drift_id)
+    if found is None:
+        raise NotFound(f"no alias drift {drift_id}; see `wb models drift MODEL`",
+                       drift_id=drift_id)
+    if model is not None and found.model != model:
+        raise NotFound(f"alias drift {drift_id} is about {found.model!r}, not {model!r}; see "
+                       f"`wb models drift {model}`", drift_id=drift_id)
+    with alias_lock(services.redis, found.model, found.alias), services.engine.begin() as conn:
+        r = conn.execute(sa.select(alias_drift_t).where(alias_drift_t.c.id == drift_id)).one()
         if r.status != "open":
             raise Conflict(f"alias drift {drift_id} is already {r.status}", drift_id=drift_id)
         live = mlflow_aliases(client, r.model).get(r.alias)

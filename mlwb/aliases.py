@@ -6,18 +6,21 @@ aliases and versions, and the few MLflow registry calls the promotion code makes
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, overload
 
 import mlflow
+import redis
 import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
 from sqlalchemy.engine import Connection, Engine
 
 from mlwb.db import metadata
-from mlwb.errors import InputError, NotFound, StoreError
+from mlwb.errors import Conflict, InputError, NotFound, StoreError
 from mlwb.settings import Settings
 
 alias_history_t = sa.Table(
@@ -38,6 +41,7 @@ alias_history_t = sa.Table(
 
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}\Z")
+ALIAS_LOCK_WAIT = 15.0  # seconds a change waits for another change of the same alias
 
 
 def ensure_tables(engine: Engine) -> None:
@@ -92,6 +96,23 @@ class AliasMove:
 
 
 # --- validation and MLflow -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def alias_lock(client: redis.Redis, model: str, alias: str) -> Iterator[None]:
+    """Serialise changes to one alias across processes and hosts (approve, rollback, drift
+    confirm): each reads the alias's history and appends to it, and two of them reading
+    the same history at once would both act on it (a double rollback popped twice)."""
+    lock = client.lock(f"wb:lock:alias:{model}:{alias}", timeout=60,
+                       blocking_timeout=ALIAS_LOCK_WAIT)
+    if not lock.acquire():
+        raise Conflict(f"another change to {alias!r} of {model!r} is in progress; retry in a "
+                       "moment", model=model, alias=alias)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(redis.exceptions.LockError):  # expired: nothing to release
+            lock.release()
+
 
 def check_model_name(name: str) -> str:
     """A model name as MLflow and URLs accept it, or InputError."""

@@ -88,6 +88,7 @@ class PermissionDenied(WorkbenchError):
 
     status = 403
     code = "forbidden"
+    audited = False  # set once the denial is in the audit log
 
 
 class StoreError(WorkbenchError):

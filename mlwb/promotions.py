@@ -26,6 +26,7 @@ from mlwb import alias_drift, traffic
 from mlwb.alias_drift import alias_drift_t
 from mlwb.aliases import (
     AliasMove,
+    alias_lock,
     alias_moves,
     check_alias,
     check_model_name,
@@ -270,12 +271,19 @@ def approve(services: Services, principal: Principal, promotion_id: int,
     principal.require(Role.approver, Scope.promote, "approving a promotion")
     ensure_tables(services.engine)
     client = mlflow_client(services.settings)
-    with services.engine.begin() as conn:
-        r = _pending(conn, check_id(promotion_id, "promotion"))
+    pid = check_id(promotion_id, "promotion")
+    with services.engine.connect() as conn:
+        first = _pending(conn, pid)
+    with alias_lock(services.redis, first.model, first.alias), services.engine.begin() as conn:
+        r = _pending(conn, pid)  # read again under the lock: it may have been decided
         if r.proposer == person(principal):
             raise PermissionDenied(
                 f"promotion {promotion_id} was proposed by you ({r.proposed_by}); another "
                 "approver must approve it (four eyes)", promotion_id=promotion_id)
+        if current_holders(alias_moves(conn, r.model, r.alias)).get(r.alias) == r.version:
+            raise Conflict(f"{r.model} version {r.version} already holds {r.alias!r} (it "
+                           "moved there after this proposal); nothing to approve",
+                           promotion_id=promotion_id, model=r.model, alias=r.alias)
         require_version(client, r.model, r.version)
         done = conn.execute(sa.update(promotions_t).where(
             promotions_t.c.id == r.id, promotions_t.c.status == PromotionStatus.proposed.value,
@@ -301,9 +309,13 @@ def reject(services: Services, principal: Principal, promotion_id: int,
         r = _pending(conn, check_id(promotion_id, "promotion"))
         if r.proposer != person(principal):
             principal.require(Role.approver, Scope.promote, "rejecting a promotion")
-        conn.execute(sa.update(promotions_t).where(promotions_t.c.id == r.id).values(
-            status=PromotionStatus.rejected.value, approved_by=principal.actor,
-            approved_at=utcnow()))
+        done = conn.execute(sa.update(promotions_t).where(
+            promotions_t.c.id == r.id, promotions_t.c.status == PromotionStatus.proposed.value,
+        ).values(status=PromotionStatus.rejected.value, approved_by=principal.actor,
+                 approved_at=utcnow())).rowcount
+        if done != 1:  # approved (or withdrawn) meanwhile: never overwrite that decision
+            raise Conflict(f"promotion {promotion_id} was decided meanwhile",
+                           promotion_id=promotion_id)
     promo = get_promotion(services.engine, r.id)
     audit(services.sink, principal.actor, "promotion.rejected", f"model:{r.model}@{r.alias}",
           after={**promo.to_dict(), "reason": note}, ip=ip)
@@ -330,7 +342,7 @@ def rollback(services: Services, principal: Principal, model: str, alias: str = 
     check_alias(alias)
     ensure_tables(services.engine)
     client = mlflow_client(services.settings)
-    with services.engine.begin() as conn:
+    with alias_lock(services.redis, model, alias), services.engine.begin() as conn:
         stack = _holders(alias_moves(conn, model, alias))
         if len(stack) < 2 or stack[-2] is None:
             holder = f"only {stack[-1]!s}" if stack else "no holder"

@@ -43,6 +43,7 @@ traffic_policies_t = sa.Table(
 )
 
 ARMS = ("champion", "challenger")
+MIN_WEIGHT = 1e-6  # the smallest weight of a split's arm (weights go up to 1e6)
 
 
 class TrafficMode(StrEnum):
@@ -145,10 +146,12 @@ def _weights(mode: TrafficMode, weights: dict[str, float] | None) -> dict[str, f
         if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w <= 1e6 or w != w:
             raise InputError(f"weight of {arm} must be a number >= 0, got {w!r}", arm=arm)
         out[arm] = float(w)
+    # At least MIN_WEIGHT, not merely above 0: 1e-320 against 1e6 is above 0, but its share
+    # rounds to 0 once normalised, and that arm would silently get nothing.
+    if min(out.values()) < MIN_WEIGHT:
+        raise InputError(f"split mode needs both weights of at least {MIN_WEIGHT:g}; for one "
+                         "arm only use mode single")
     total = sum(out.values())
-    if out["champion"] <= 0 or out["challenger"] <= 0:
-        raise InputError("split mode needs both weights above 0; for champion only use "
-                         "mode single")
     return {arm: w / total for arm, w in out.items()}
 
 

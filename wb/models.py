@@ -136,7 +136,7 @@ def drift(model: str, confirm_id: int | None, revert_id: int | None, as_json: bo
         raise InputError("give --confirm or --revert, not both")
     if confirm_id is not None or revert_id is not None:
         action = "confirm" if confirm_id is not None else "revert"
-        d = resolve_drift(svc, me(), confirm_id or revert_id or 0, action)
+        d = resolve_drift(svc, me(), confirm_id or revert_id or 0, action, model=model)
         click.echo(f"drift #{d.id} {d.status}")
     found = check_alias_drift(svc, model)
     emit([d.to_dict() for d in found],

@@ -120,8 +120,11 @@ def test_traffic_policy_and_serving_plan(services: Services, people: dict[str, P
         set_traffic(services, people["ann"], model, "split")
     with pytest.raises(InputError, match="unknown arm"):
         set_traffic(services, people["ann"], model, "split", {"champion": 1, "blue": 1})
-    with pytest.raises(InputError, match="both weights above 0"):
+    with pytest.raises(InputError, match="both weights of at least"):
         set_traffic(services, people["ann"], model, "split", {"champion": 1})
+    with pytest.raises(InputError, match="both weights of at least"):  # 0 once normalised
+        set_traffic(services, people["ann"], model, "split",
+                    {"champion": 1e-320, "challenger": 1e6})
     policy = set_traffic(services, people["ann"], model, "split",
                          {"champion": 3, "challenger": 1}, sticky=True)
     assert policy.weights == {"champion": 0.75, "challenger": 0.25}
