@@ -185,6 +185,11 @@ def set_mlflow_alias(client: mlflow.MlflowClient, model: str, alias: str,
         else:
             client.set_registered_model_alias(model, alias, version)
     except MlflowException as exc:
+        if _not_found(exc) or exc.error_code == "INVALID_PARAMETER_VALUE":
+            # The version (or model) is gone from MLflow: retrying will not help.
+            raise Conflict(f"MLflow cannot point {alias!r} of {model!r} at version {version}: "
+                           f"{exc.message}; promote a version that exists instead",
+                           model=model, alias=alias) from None
         raise StoreError(f"MLflow refused to move alias {alias!r} of {model!r}: "
                          f"{exc.message}", model=model, alias=alias) from None
 

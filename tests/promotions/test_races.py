@@ -123,3 +123,19 @@ def test_denials_inside_service_functions_are_audited(
     denied = services.lake.query(
         "SELECT actor, after FROM audit WHERE action = 'auth.denied'")
     assert len(denied) == 1 and "four eyes" in denied[0][1]
+
+
+def test_rolling_back_to_a_version_deleted_from_mlflow_is_a_409(
+        client: FlaskClient, bearer: Callable[..., dict[str, str]], services: Services,
+        people: dict[str, Principal], model: str) -> None:
+    """Not a 503 ("retry"): retrying cannot bring the version back."""
+    for v in (1, 2):
+        promote(services, people, model, v)
+    mlflow.MlflowClient(tracking_uri=services.settings.tracking_uri,
+                        registry_uri=services.settings.registry_uri
+                        ).delete_model_version(model, "1")
+    resp = client.post(f"/api/models/{model}/aliases/champion/rollback",
+                       headers=bearer("abe", Scope.promote))
+    assert resp.status_code == 409, resp.get_json()
+    assert "promote a version that exists" in resp.get_json()["message"]
+    assert pr.history(services, model).aliases == {"champion": "2"}  # nothing recorded
