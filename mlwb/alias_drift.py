@@ -122,6 +122,7 @@ def check_alias_drift(services: Services, model: str,
         live = mlflow_aliases(mlflow_client(services.settings), model)
     ensure_tables(services.engine)
     found: list[Drift] = []
+    gone: list[tuple[Any, str]] = []  # (finding, why it closed)
     with services.engine.begin() as conn:
         recorded = {a: v for a, v in current_holders(alias_moves(conn, model)).items()
                     if v is not None}
@@ -135,6 +136,7 @@ def check_alias_drift(services: Services, model: str,
                     conn.execute(sa.update(alias_drift_t).where(alias_drift_t.c.id == row.id)
                                  .values(status="gone", resolved_by="system",
                                          resolved_at=utcnow()))
+                    gone.append((row, "MLflow agrees with the record again"))
                 continue
             if row is not None and row.mlflow_version == in_mlflow and \
                     row.recorded_version == ours:
@@ -143,11 +145,16 @@ def check_alias_drift(services: Services, model: str,
                 conn.execute(sa.update(alias_drift_t).where(alias_drift_t.c.id == row.id)
                              .values(status="gone", resolved_by="system",
                                      resolved_at=utcnow()))
+                gone.append((row, f"MLflow moved it again, to {in_mlflow}"))
             new_id = conn.execute(sa.insert(alias_drift_t).values(
                 model=model, alias=alias, mlflow_version=in_mlflow, recorded_version=ours,
                 detected_at=utcnow(), status="open").returning(alias_drift_t.c.id)).scalar_one()
             found.append(Drift(new_id, model, alias, in_mlflow, ours, utcnow(), "open",
                                None, None))
+    for row, why in gone:  # every finding's end is in the audit log, not only decisions
+        audit(services.sink, "system", "alias.drift_gone", f"model:{model}@{row.alias}",
+              before={"mlflow_version": row.mlflow_version, "drift_id": row.id},
+              after={"reason": why})
     for d in found:
         audit(services.sink, "system", "alias.drift_detected", f"model:{model}@{d.alias}",
               before={"version": d.recorded_version},

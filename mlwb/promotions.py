@@ -33,6 +33,7 @@ from mlwb.aliases import (
     check_version,
     current_holders,
     jsonable,
+    mlflow_aliases,
     mlflow_client,
     record_move,
     recorded_aliases,
@@ -213,7 +214,10 @@ def history(services: Services, model: str) -> ModelHistory:
         moves = alias_moves(conn, model)
         policy = policy_in(conn, model)
     current = {a: v for a, v in current_holders(moves).items() if v is not None}
-    return ModelHistory(model, current, moves[::-1], list_promotions(engine, model), policy)
+    promos = list_promotions(engine, model)
+    if not moves and not promos:  # nothing recorded: a 404 if MLflow has no such model
+        mlflow_aliases(mlflow_client(services.settings), model)
+    return ModelHistory(model, current, moves[::-1], promos, policy)
 
 
 # --- changing it (each step audited) -----------------------------------------------------------

@@ -139,3 +139,31 @@ def test_rolling_back_to_a_version_deleted_from_mlflow_is_a_409(
     assert resp.status_code == 409, resp.get_json()
     assert "promote a version that exists" in resp.get_json()["message"]
     assert pr.history(services, model).aliases == {"champion": "2"}  # nothing recorded
+
+
+def test_a_drift_that_goes_away_is_audited(services: Services, people: dict[str, Principal],
+                                           model: str) -> None:
+    promote(services, people, model, 1)
+    mlflow_client = mlflow.MlflowClient(tracking_uri=services.settings.tracking_uri,
+                                        registry_uri=services.settings.registry_uri)
+    mlflow_client.set_registered_model_alias(model, "champion", "3")
+    (drift,) = check_alias_drift(services, model)
+    mlflow_client.set_registered_model_alias(model, "champion", "1")  # put back by hand
+    assert check_alias_drift(services, model) == []
+    land(services)
+    gone = services.lake.query("SELECT target, after FROM audit WHERE action = "
+                               "'alias.drift_gone'")
+    assert gone == [(f"model:{model}@champion",
+                     '{"reason":"MLflow agrees with the record again"}')]
+    assert [d.status for d in list_drift(services.engine, model, None)] == ["gone"]
+    assert drift.status == "open"
+
+
+def test_the_history_of_an_unknown_model_is_a_404(
+        client: FlaskClient, bearer: Callable[..., dict[str, str]], settings: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    resp = client.get("/api/models/ghost/history", headers=bearer("vic", Scope.read))
+    assert resp.status_code == 404 and "no registered model" in resp.get_json()["message"]
+    run = next(cli_invoker(settings, monkeypatch))
+    result = run("models", "history", "ghost")
+    assert result.exit_code != 0 and "no registered model" in result.output
