@@ -199,14 +199,16 @@ def test_v2_column_tensor_given_twice_is_400(world: World) -> None:
     {"parameters": {"binary_data_output": "no"}},
     {"id": 7},
 ])
-def test_v2_refused_outputs_are_neither_logged_nor_counted(world: World,
-                                                           extra: dict[str, Any]) -> None:
+def test_v2_refused_outputs_are_not_logged_and_counted_once(world: World,
+                                                            extra: dict[str, Any]) -> None:
+    """Refused before serving: no prediction is logged, and the request counts once against
+    the rate limit, as every refused request does (not as a served one besides)."""
     name = world.model("lr")
     hits = _hits(world)
     resp = world.client.post(f"/v2/models/{name}/infer",
                              json={"inputs": [_matrix(world)], **extra}, headers=world.headers)
     assert resp.status_code == 400 and set(resp.get_json()) == {"error"}, resp.get_data()[:300]
-    assert _hits(world) == hits
+    assert _hits(world) == hits + 1
     assert _logged(world, name) == 0
 
 
@@ -224,13 +226,13 @@ def test_v2_text_predictions_are_bytes_in_json_and_binary(world: World) -> None:
     (tensor,) = json.loads(resp.get_data()[:n])["outputs"]
     assert tensor["datatype"] == "BYTES"
     assert resp.get_data()[n:] == struct.pack("<I", 2) + b"no" + struct.pack("<I", 3) + b"yes"
-    # No classes, so no probabilities: refused before anything is logged or counted.
+    # No classes, so no probabilities: refused before anything is logged (counted once).
     world.land()
     logged, hits = _logged(world, name), _hits(world)
     resp = world.client.post(url, json={**request, "outputs": [{"name": "predict_proba"}]},
                              headers=world.headers)
     assert resp.status_code == 400 and "only for classifiers" in resp.get_json()["error"]
-    assert (_logged(world, name), _hits(world)) == (logged, hits)
+    assert (_logged(world, name), _hits(world)) == (logged, hits + 1)
 
 
 @pytest.mark.parametrize("chunk,after", [
