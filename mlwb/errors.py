@@ -96,3 +96,10 @@ class StoreError(WorkbenchError):
 
     status = 503
     code = "store_unavailable"
+
+
+def reason_of(exc: BaseException) -> str:
+    """The first line of an error from code we call (a model, MLflow), for a message: its
+    own ``message`` where it has one (MLflow's exceptions do), at most 300 characters."""
+    text = str(getattr(exc, "message", None) or exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]

@@ -27,7 +27,7 @@ from mlwb.aliases import (
     mlflow_client,
     recorded_aliases,
 )
-from mlwb.errors import InputError, NotFound, StoreError, Unprocessable
+from mlwb.errors import InputError, NotFound, StoreError, Unprocessable, reason_of
 from mlwb.promotions import serving_plan
 from mlwb.registry import fetch_verified
 from mlwb.roles import Role, Scope
@@ -95,7 +95,7 @@ class Explainer:
             # The row passed validation, but the model refuses it (a scaler turning a huge
             # value into infinity, say): the caller's to fix, as MLflow's server says too.
             raise Unprocessable(f"model {self.name!r} could not score this row or its "
-                                f"mixes with the background: {_message(exc)}") from None
+                                f"mixes with the background: {reason_of(exc)}") from None
 
     def _explain_row(self, row: pd.DataFrame) -> dict[str, Any]:
         if self.proba is not None:
@@ -119,12 +119,6 @@ class Explainer:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _message(exc: BaseException) -> str:
-    """The first line of a model's error (MLflow's own message where it has one)."""
-    text = exc.message if isinstance(exc, MlflowException) else str(exc)
-    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _finite(value: Any) -> bool:

@@ -132,6 +132,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+class _Refused(ValueError):
+    """A value refused for a reason worth putting in the error message."""
+
+
 def stored_json(value: Any) -> str:
     """The text a JSON column stores: sorted keys, no spaces (orjson, several times faster
     than ``json``; non-finite floats become ``null``, which every JSON reader takes).
@@ -144,8 +148,9 @@ def stored_json(value: Any) -> str:
         if b"\\ud" in text or b"\\uD" in text:  # `json` wrote a surrogate as an escape
             text = fastjson.dumps(_scrub(value), default=str, sort_keys=True)
     except RecursionError as exc:
-        raise ValueError("nested too deeply") from exc
+        raise _Refused("nested too deeply") from exc
     return text.decode()
+
 
 
 def _scrub(value: Any) -> Any:
@@ -180,7 +185,7 @@ def _coerce(col: Column, value: Any, table: str) -> Any:
             raise InputError(f"{table}.{col.name} is required", table=table, column=col.name)
         return None
     kind = col.type
-    why = ""
+    why = ""  # a reason beyond the type and the value, when there is one
     try:
         if kind == "json":
             return stored_json(value)
@@ -198,7 +203,7 @@ def _coerce(col: Column, value: Any, table: str) -> Any:
                 raise TypeError
             number = int(value)
             if not -(2**63) <= number < 2**63:
-                raise OverflowError("beyond 64 bits")
+                raise _Refused("beyond 64 bits")
             return number
         if kind == "float":
             if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -214,8 +219,10 @@ def _coerce(col: Column, value: Any, table: str) -> Any:
         why = " (it holds an unpaired surrogate, which is not text that can be stored)"
     except RecursionError:
         why = " (nested too deeply)"
-    except (TypeError, ValueError, OverflowError) as exc:
-        why = f" ({exc})" if str(exc) in ("nested too deeply", "beyond 64 bits") else ""
+    except _Refused as exc:
+        why = f" ({exc})"
+    except (TypeError, ValueError, OverflowError):
+        why = ""
     raise InputError(
         f"{table}.{col.name} must be {kind}, got {type(value).__name__} {_preview(value)}{why}",
         table=table,

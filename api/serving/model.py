@@ -33,7 +33,7 @@ from api.serving.linear import LinearKernel, compile_linear
 from api.serving.output import Output
 from api.serving.schema import InputSchema, Parsed
 from api.serving.torch_kernel import compile_module
-from mlwb.errors import StoreError, Unprocessable
+from mlwb.errors import StoreError, Unprocessable, reason_of
 from mlwb.registry import fetch_verified
 
 log = logging.getLogger(__name__)
@@ -127,10 +127,8 @@ class LoadedModel:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return self._predict(parsed, params)
         except (ValueError, OverflowError, TypeError, MlflowException) as exc:
-            text = exc.message if isinstance(exc, MlflowException) else str(exc)
-            reason = (text.strip().splitlines() or [type(exc).__name__])[0][:300]
             raise Unprocessable(f"model {self.name!r} version {self.version} could not score "
-                                f"these rows: {reason}", model=self.name) from None
+                                f"these rows: {reason_of(exc)}", model=self.name) from None
 
     def _predict(self, parsed: Parsed, params: dict[str, Any] | None) -> Output:
         if self._linear is not None:

@@ -19,11 +19,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
@@ -67,15 +68,35 @@ class Zoo:
                 logged = self.models[kind]
                 mv = client.create_model_version(name, source=logged.model_uri,
                                                  run_id=logged.run_id)
-                if not record:
-                    continue
-                # The hash exactly as experiments.tracking.register records it.
-                with tempfile.TemporaryDirectory() as tmp:
-                    local = mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp)
-                    digest = artifact_digest(Path(local))
-                record_hash(services.engine, name, mv.version, digest, logged.run_id)
+                if record:
+                    _record_hash(services, name, mv.version, logged.run_id)
         return name
+
+    def register_python(self, services: Services, name: str, python_model: Any,
+                        signature: ModelSignature) -> str:
+        """``python_model`` logged as a pyfunc with ``signature``, registered as ``name``
+        version 1 with its hash recorded (not promoted)."""
+        with global_uris(self.uri):
+            client = mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            exp = client.get_experiment_by_name("serving-tests").experiment_id  # type: ignore[union-attr]
+            with mlflow.start_run(experiment_id=exp) as run:
+                info = mlflow.pyfunc.log_model(name="model", python_model=python_model,
+                                               signature=signature,
+                                               pip_requirements=["pandas"])
+            client.create_registered_model(name)
+            mv = client.create_model_version(name, source=info.model_uri,
+                                             run_id=run.info.run_id)
+            _record_hash(services, name, mv.version, run.info.run_id)
+        return name
+
+
+def _record_hash(services: Services, name: str, version: str, run_id: str) -> None:
+    """The artifact hash exactly as experiments.tracking.register records it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
+        digest = artifact_digest(Path(local))
+    record_hash(services.engine, name, version, digest, run_id)
 
 
 @contextlib.contextmanager

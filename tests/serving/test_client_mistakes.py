@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,9 +16,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from mlwb.registry import artifact_digest, record_hash
 from tests.serving.conftest import World
-from tests.serving.models import global_uris
 
 JSON = {"Content-Type": "application/json"}
 _names = itertools.count(1)
@@ -44,21 +39,8 @@ ROW = {"d": 1.5, "l": 3, "s": "x", "t": "2024-01-01T00:00:00"}
 
 def register_pyfunc(world: World) -> str:
     """The Counter pyfunc with the mixed signature and params, registered and champion."""
-    name = f"generic-{next(_names)}"
-    with global_uris(world.zoo.uri):
-        client = mlflow.MlflowClient(tracking_uri=world.zoo.uri, registry_uri=world.zoo.uri)
-        exp = client.get_experiment_by_name("serving-tests").experiment_id
-        with mlflow.start_run(experiment_id=exp) as run:
-            info = mlflow.pyfunc.log_model(name="model", python_model=Counter(),
-                                           signature=ModelSignature(MIXED, None, PARAMS),
-                                           pip_requirements=["pandas"])
-        client.create_registered_model(name)
-        mv = client.create_model_version(name, source=info.model_uri, run_id=run.info.run_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp)
-            record_hash(world.services.engine, name, mv.version, artifact_digest(Path(local)),
-                        run.info.run_id)
+    name = world.zoo.register_python(world.services, f"generic-{next(_names)}", Counter(),
+                                     ModelSignature(MIXED, None, PARAMS))
     world.promote(name, 1)
     return name
 

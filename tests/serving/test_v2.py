@@ -5,20 +5,15 @@ from __future__ import annotations
 import itertools
 import json
 import struct
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pytest
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 
-from mlwb.registry import artifact_digest, record_hash
 from tests.serving.conftest import World
-from tests.serving.models import global_uris
 
 _words = itertools.count(1)
 
@@ -101,21 +96,8 @@ class _Words(PythonModel):
 
 def _words_model(world: World) -> str:
     """A registered, verified champion: ``_Words`` behind one string column ``s``."""
-    name = f"words-{next(_words)}"
-    with global_uris(world.zoo.uri):
-        client = mlflow.MlflowClient(tracking_uri=world.zoo.uri, registry_uri=world.zoo.uri)
-        exp = client.get_experiment_by_name("serving-tests").experiment_id  # type: ignore[union-attr]
-        with mlflow.start_run(experiment_id=exp) as run:
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=_Words(), pip_requirements=["pandas"],
-                signature=ModelSignature(Schema([ColSpec("string", "s")])))
-        client.create_registered_model(name)
-        mv = client.create_model_version(name, source=info.model_uri, run_id=run.info.run_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp)
-            record_hash(world.services.engine, name, mv.version, artifact_digest(Path(local)),
-                        run.info.run_id)
+    name = world.zoo.register_python(world.services, f"words-{next(_words)}", _Words(),
+                                     ModelSignature(Schema([ColSpec("string", "s")])))
     world.promote(name, 1)
     return name
 
