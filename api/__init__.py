@@ -55,5 +55,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     init_auth(app)
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
+    from api.serving.fastpath import install
+
+    install(app)  # the common prediction call, served without Flask's request machinery
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return app

@@ -62,6 +62,12 @@ class Principal:
             return self.username  # the operator's CLI or the system itself, e.g. "cli:root"
         return f"user:{self.user_id}:{self.username}"
 
+    def may(self, role: Role, scope: Scope) -> bool:
+        """Whether :meth:`require` would let this principal through (no error built)."""
+        if self.scopes is not None and scope not in self.scopes and Scope.admin not in self.scopes:
+            return False
+        return self.role.at_least(max(role, SCOPE_MIN_ROLE[scope], key=lambda r: r.rank))
+
     def require(self, role: Role, scope: Scope, action: str) -> None:
         """Raise PermissionDenied unless this principal may do ``action``."""
         if self.scopes is not None and scope not in self.scopes and Scope.admin not in self.scopes:

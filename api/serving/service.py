@@ -88,10 +88,11 @@ class Serving:
                 self._refuse()
             self.over_until.pop(caller, None)
 
-    def count_and_log(self, caller: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    def count_and_log(self, call: Call, rows: list[tuple[str, dict[str, Any]]]) -> None:
         """Count the hit and append ``rows`` (one atomic step, its round trip shared with
         concurrent requests of this process); 429 over the limit."""
-        g.serving_counted = True
+        call.counted = True
+        caller = call.caller
         data: list[Any] = []
         for table, row in rows:
             data += [table, fastjson.dumps(row, default=str)]
@@ -149,6 +150,25 @@ def serving(app: Flask | None = None) -> Serving:
 
 
 @dataclass
+class Call:
+    """Who asks, and for what: all :func:`serve_call` reads of a request, so the WSGI fast
+    path (:mod:`api.serving.fastpath`) serves without Flask's request context."""
+
+    principal: Principal
+    traffic_key: str | None = None  # sticky split key
+    version: str | None = None  # asked for (scientist+; checked by the caller)
+    alias: str | None = None
+    labels: tuple[str, str, str, str] | None = None  # model, version, arm, endpoint: set
+    # once the version is chosen, for the metrics of whatever the request ends in
+    counted: bool = False  # the rate-limit hit is counted (refusals must not count again)
+
+    @property
+    def caller(self) -> str:
+        """The identity the rate limit and the log use."""
+        return caller_key(self.principal)
+
+
+@dataclass
 class Result:
     """A served request: the arm that answered, per-row ids and outputs."""
 
@@ -199,7 +219,12 @@ def requested_target(principal: Principal, body: dict[str, Any] | None = None,
 
 def traffic_key(body: dict[str, Any] | None = None) -> str | None:
     """The caller's sticky traffic key: ``X-Traffic-Key`` header or ``traffic_key`` field."""
-    key = request.headers.get("X-Traffic-Key") or (body or {}).get("traffic_key")
+    return traffic_key_of(request.headers.get("X-Traffic-Key"), body)
+
+
+def traffic_key_of(header: str | None, body: dict[str, Any] | None) -> str | None:
+    """The sticky key from the header's value, else the body's ``traffic_key`` field."""
+    key = header or (body or {}).get("traffic_key")
     return str(key)[:256] if key else None
 
 
@@ -211,16 +236,33 @@ def serve(
     params: dict[str, Any] | None = None,
     endpoint: str = "predict",
 ) -> tuple[Result, Parsed]:
-    """Serve one request for model ``name``; ``parse`` turns the body into checked rows."""
-    started = time.perf_counter()
+    """Serve the current Flask request for model ``name``; ``parse`` turns the body into
+    checked rows."""
     state = serving()
     principal: Principal = g.principal
-    caller = caller_key(principal)
-    state.check_rate(caller)
+    state.check_rate(caller_key(principal))
     version, alias = requested_target(principal, body)
-    primary, shadow = state.runtime.choose(name, traffic_key(body), version, alias)
+    call = g.serving_call = Call(principal, traffic_key(body), version, alias)
+    return serve_call(state, name, parse, call, params=params, endpoint=endpoint)
+
+
+def serve_call(
+    state: Serving,
+    name: str,
+    parse: Callable[[InputSchema | None], Parsed],
+    call: Call,
+    *,
+    params: dict[str, Any] | None = None,
+    endpoint: str = "predict",
+) -> tuple[Result, Parsed]:
+    """Serve one request for model ``name``: choose the version, validate, predict, shadow,
+    count and log. The caller has checked the caller's rate and its right to ``call``'s
+    version or alias."""
+    started = time.perf_counter()
+    principal = call.principal
+    primary, shadow = state.runtime.choose(name, call.traffic_key, call.version, call.alias)
     model = state.runtime.model(name, primary.version)
-    g.serving_labels = (name, model.version, primary.arm, endpoint)
+    call.labels = (name, model.version, primary.arm, endpoint)
     t0 = time.perf_counter()
     parsed = parse(model.schema)
     t1 = time.perf_counter()
@@ -240,7 +282,7 @@ def serve(
     t3 = time.perf_counter()
     rows = (_rows(result, parsed, principal, started, primary) + shadow_rows
             if state.log_predictions else [])
-    state.count_and_log(caller, rows)  # the rate-limit hit is counted even with the log off
+    state.count_and_log(call, rows)  # the rate-limit hit is counted even with the log off
     timings["log"] = (time.perf_counter() - t3) * 1e3
     return result, parsed
 
@@ -308,14 +350,15 @@ def observe_response(status: int) -> None:
     # A request refused before its model was resolved (no token, unknown model, over its
     # rate) is counted without a model label: names from URLs would let any caller add
     # series without limit.
-    labels = g.get("serving_labels") or ("", "", "", g.get("serving_endpoint", ""))
+    call: Call | None = g.get("serving_call")
+    labels = (call.labels if call else None) or ("", "", "", g.get("serving_endpoint", ""))
     model, version, arm, endpoint = labels
     state = serving()
     state.metrics.observe(model, version, arm, endpoint, status,
                           time.perf_counter() - started)
     principal = g.get("principal")
-    if 400 <= status < 500 and status != 429 and principal is not None and not g.get(
-            "serving_counted"):
+    if 400 <= status < 500 and status != 429 and principal is not None and not (
+            call and call.counted):
         state.count_refused(caller_key(principal))
 
 

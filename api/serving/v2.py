@@ -278,10 +278,11 @@ def _flag(params: Any, key: str, where: str) -> bool:
 def _served_classes(name: str) -> list[Any] | None:
     """Classes of the version serve() chose for this request.
 
-    serve() records its choice in ``g.serving_labels`` before it parses; the parse step is
-    the last point before the prediction is logged and counted, so outputs are checked there.
+    serve() records its choice in ``g.serving_call.labels`` before it parses; the parse step
+    is the last point before the prediction is logged and counted, so outputs are checked
+    there.
     """
-    version = g.serving_labels[1]
+    version = g.serving_call.labels[1]
     classes: list[Any] | None = serving().runtime.model(name, version).classes
     return classes
 

@@ -1,0 +1,140 @@
+"""``POST /api/models/<name>/predict`` without Flask's request machinery, for the common call.
+
+A prediction through Flask pays for a request context, URL matching, the before- and
+after-request hooks, a parsed ``Request`` and a ``Response`` object: about as much CPU as
+the whole of a bare Flask endpoint, on every request. :class:`FastPredict` wraps the app's
+WSGI callable and serves the common call itself — a bearer token, no cookie, no query
+string, a JSON body with ``instances`` or ``inputs`` — through the same
+:func:`~api.serving.service.serve_call` the Flask view uses: the same validation, traffic
+split, signed ids, prediction log, rate limit and metrics, and the same response body and
+headers.
+
+Anything else goes to Flask untouched, and so does any request the fast path would refuse
+(a bad token, a bad body, an unknown model, a model's refusal), with its body put back:
+the error, its audit and its metrics come from the one place that makes them. A refusal
+after the request was counted and logged (over the rate limit, the log unavailable) is
+answered here, since going to Flask would count it twice.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask
+
+from api.serving.predict import BODY_KEYS, parse_simple
+from api.serving.service import Call, body_outputs, serve_call, serving, traffic_key_of
+from mlwb import fastjson
+from mlwb.errors import WorkbenchError
+from mlwb.roles import Role, Scope
+from mlwb.services import Services
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_PATH = re.compile(r"/api/models/([^/]+)/predict\Z")
+_FAST_KEYS = BODY_KEYS - {"version", "alias"}  # asking for a version needs a role check
+
+
+class FastPredict:
+    """WSGI middleware: serves the common ``/predict`` call, hands every other request to
+    ``wsgi_app`` (the Flask app's own)."""
+
+    def __init__(self, app: Flask, wsgi_app: WSGIApp) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.max_body = app.config.get("MAX_CONTENT_LENGTH") or 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        """Serve the request, here or through Flask."""
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self.wsgi_app(environ, start_response)
+        match = _PATH.match(environ.get("PATH_INFO", ""))
+        if match is None or not self._plain(environ):
+            return self.wsgi_app(environ, start_response)
+        length = int(environ["CONTENT_LENGTH"])
+        raw = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again if the call goes there
+        if len(raw) != length:
+            return self.wsgi_app(environ, start_response)
+        answer = self._serve(environ, match.group(1), raw)
+        if answer is None:
+            environ["wsgi.input"] = io.BytesIO(raw)
+            return self.wsgi_app(environ, start_response)
+        status, headers, payload = answer
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [payload]
+
+    def _plain(self, environ: dict[str, Any]) -> bool:
+        """The common call: token, JSON of a known length within the limit, nothing else."""
+        if (environ.get("QUERY_STRING") or "HTTP_COOKIE" in environ
+                or not environ.get("HTTP_AUTHORIZATION", "").startswith("Bearer ")
+                or not environ["PATH_INFO"].isascii()  # Flask decodes paths as UTF-8
+                or "HTTP_TRANSFER_ENCODING" in environ):
+            return False
+        ctype = environ.get("CONTENT_TYPE", "")
+        if ctype != "application/json" and ctype.partition(";")[0].strip().lower() != (
+                "application/json"):
+            return False
+        length = environ.get("CONTENT_LENGTH", "")
+        return length.isdigit() and 0 < int(length) <= (self.max_body or int(length))
+
+    def _serve(self, environ: dict[str, Any], name: str, raw: bytes
+               ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """The response, or None to let Flask answer (it refuses with the right error)."""
+        try:
+            body = fastjson.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(body, dict) or not body.keys() <= _FAST_KEYS:
+            return None
+        svc: Services = self.app.extensions["wb"]
+        principal = svc.tokens.authenticate(environ["HTTP_AUTHORIZATION"][7:].strip())
+        if principal is None or not principal.may(Role.viewer, Scope.predict):
+            return None  # Flask answers 401/403 and audits it
+        state = serving(self.app)
+        started = time.perf_counter()
+        call = Call(principal, traffic_key_of(environ.get("HTTP_X_TRAFFIC_KEY"), body))
+        try:
+            state.check_rate(call.caller)
+            result, _ = serve_call(state, name, parse_simple(body), call)
+        except WorkbenchError as exc:
+            if not call.counted:
+                return None
+            return self._refused(exc, call, started)
+        except Exception:
+            if not call.counted:
+                return None
+            raise
+        payload = fastjson.dumps({
+            "model": name, "version": result.model.version, "alias": result.arm.alias,
+            "arm": result.arm.arm, "request_id": result.request_id,
+            "predictions": body_outputs(result),
+        }, self.app.json.default) + b"\n"  # type: ignore[attr-defined]
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                   *result.headers().items()]
+        state.metrics.observe(name, result.model.version, result.arm.arm, "predict", 200,
+                              time.perf_counter() - started)
+        return 200, headers, payload
+
+    def _refused(self, exc: WorkbenchError, call: Call, started: float
+                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """A refusal after the hit was counted: over the rate limit, or the log is down."""
+        payload = fastjson.dumps(exc.to_dict(), self.app.json.default) + b"\n"  # type: ignore[attr-defined]
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        if exc.status == 429 and "retry_after" in exc.context:
+            headers.append(("Retry-After", str(exc.context["retry_after"])))
+        model, version, arm, endpoint = call.labels or ("", "", "", "predict")
+        serving(self.app).metrics.observe(model, version, arm, endpoint, exc.status,
+                                          time.perf_counter() - started)
+        return exc.status, headers, payload
+
+
+def install(app: Flask) -> None:
+    """Put the fast path in front of ``app``'s WSGI callable (and any middleware on it)."""
+    app.wsgi_app = FastPredict(app, app.wsgi_app)  # type: ignore[method-assign]
