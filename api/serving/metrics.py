@@ -41,6 +41,11 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 FLUSH_SECONDS = 1.0
 LABELS = ("model", "version", "arm", "endpoint", "code")
 
+_BUCKET_FIELDS = [f"b{i}" for i in range(len(BUCKETS) + 1)]
+# This process's id, kept current across forks (os.getpid is a system call per request).
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
 bp = Blueprint("serving_metrics", __name__)
 
 
@@ -56,14 +61,15 @@ class ServingMetrics:
     def observe(self, model: str, version: str, arm: str, endpoint: str, code: int,
                 seconds: float) -> None:
         """Count one request and its latency."""
-        self._ensure_flusher()
-        base = "\t".join((model, version or "", arm or "", endpoint, str(code)))
+        if self._pid != _PID[0]:
+            self._ensure_flusher()
+        base = f"{model}\t{version or ''}\t{arm or ''}\t{endpoint}\t{code}\t"
         bucket = bisect.bisect_left(BUCKETS, seconds)
         with self._lock:
             c = self._counts
-            c[base + "\tcount"] += 1
-            c[base + "\tsum"] += seconds
-            c[f"{base}\tb{bucket}"] += 1
+            c[base + "count"] += 1
+            c[base + "sum"] += seconds
+            c[base + _BUCKET_FIELDS[bucket]] += 1
 
     def flush(self) -> None:
         """Add this process's counts since the last flush to the shared hash."""
@@ -85,12 +91,10 @@ class ServingMetrics:
     def _ensure_flusher(self) -> None:
         # Started lazily and per PID: a thread started before gunicorn forks would not exist
         # in the workers.
-        if self._pid == os.getpid():
-            return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._pid == _PID[0]:
                 return
-            self._pid = os.getpid()
+            self._pid = _PID[0]
             threading.Thread(target=_flush_loop, args=(weakref.ref(self),),
                              name="metrics-flush", daemon=True).start()
 

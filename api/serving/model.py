@@ -55,7 +55,10 @@ class LoadedModel:
         self._raw: Any = None
         self._linear: LinearKernel | None = None
         self._columns: list[int] | None = None
+        self._in_order = False  # the module's features are the signature's columns, in order
         self._feature_names: list[str] = []
+        self._class_array: np.ndarray | None = None  # classes, for the torch fast path
+        self._class_keys: list[str] = []
         self._forward: Any = None  # the torch fast path's forward (see _select_fast_path)
         self.max_batch = max_batch
         self.batcher: Batcher | None = None
@@ -102,6 +105,7 @@ class LoadedModel:
                     self.schema.names) and names:
                 # Feature columns as positions in the validated matrix (signature order).
                 self._columns = [self.schema.names.index(n) for n in names]
+                self._in_order = self._columns == list(range(len(self.schema.names)))
                 self._feature_names = names
                 # The module's own kernel calls without its nn.Module dispatch (same bits).
                 self._forward = compile_module(python_model.module) or python_model.module
@@ -163,16 +167,21 @@ class LoadedModel:
         float32 input, module and softmax, so the same answers as ``pyfunc.predict``;
         concurrent requests share forward passes (``api.serving.batcher``)."""
         if parsed.matrix is not None:
-            x = parsed.matrix[:, self._columns]
+            x = parsed.matrix if self._in_order else parsed.matrix[:, self._columns]
         else:
             x = parsed.frame[self._feature_names].to_numpy(dtype=np.float64)
-        assert self.batcher is not None
+        assert self.batcher is not None and self.classes is not None
         logits = self.batcher(x.astype(np.float32))
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        proba = e / e.sum(axis=1, keepdims=True)
-        assert self.classes is not None
-        preds = np.asarray(self.classes)[logits.argmax(axis=1)].tolist()
-        return Output(preds, _proba_dicts(proba, self.classes))
+        # pyfunc's softmax, with the ufuncs' reductions called directly: ndarray.max and
+        # .sum are these same reductions behind a Python wrapper (the same bits).
+        e = np.exp(logits - np.maximum.reduce(logits, axis=1, keepdims=True))
+        proba = e / np.add.reduce(e, axis=1, keepdims=True)
+        if self._class_array is None:
+            self._class_array = np.asarray(self.classes)
+            self._class_keys = [str(c) for c in self.classes]
+        preds = self._class_array[logits.argmax(axis=1)].tolist()
+        keys = self._class_keys
+        return Output(preds, [dict(zip(keys, row, strict=True)) for row in proba.tolist()])
 
     def _sklearn(self, frame: pd.DataFrame) -> Output:
         model = self._raw

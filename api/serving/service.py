@@ -149,6 +149,10 @@ def serving(app: Flask | None = None) -> Serving:
     return found  # type: ignore[no-any-return]
 
 
+_SERVER_TIMING = ("validate;dur=%.3f, preprocess;dur=%.3f, model;dur=%.3f, "
+                  "log;dur=%.3f")
+
+
 @dataclass
 class Call:
     """Who asks, and for what: all :func:`serve_call` reads of a request, so the WSGI fast
@@ -182,7 +186,11 @@ class Result:
     def headers(self) -> dict[str, str]:
         """Response headers naming the request and the version that answered."""
         rid = self.prediction_ids[0] if len(self.prediction_ids) == 1 else self.request_id
-        timing = ", ".join(f"{k};dur={v:.3f}" for k, v in self.timings.items())
+        t = self.timings
+        if len(t) == 4 and "log" in t:  # the usual four stages: one format, no generator
+            timing = _SERVER_TIMING % (t["validate"], t["preprocess"], t["model"], t["log"])
+        else:
+            timing = ", ".join(f"{k};dur={v:.3f}" for k, v in t.items())
         return {"X-Request-ID": rid, "X-Model-Version": self.model.version,
                 "X-Model-Arm": self.arm.arm, "Server-Timing": timing}
 
