@@ -48,7 +48,7 @@ class FastPredict:
         self.app = app
         self.wsgi_app = wsgi_app
         self.max_body = app.config.get("MAX_CONTENT_LENGTH") or 0
-        self.served = 0  # requests answered here (tests and the benchmark check it)
+        self.served = 0  # requests answered here, for tests (not exact under concurrency)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
