@@ -63,8 +63,18 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        incident = uuid.uuid4().hex[:12]
-        log.exception("unhandled error %s on %s %s", incident, request.method, request.path)
-        return _json(500, "internal_error",
-                     f"something went wrong on our side (incident {incident}); it was logged. "
-                     "Retry, and report the incident id if it persists.", incident=incident)
+        incident = new_incident(request.method, request.path)
+        return _json(500, "internal_error", incident_message(incident), incident=incident)
+
+
+def new_incident(method: str, path: str) -> str:
+    """Log the exception being handled under a fresh incident id, and return the id."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("unhandled error %s on %s %s", incident, method, path)
+    return incident
+
+
+def incident_message(incident: str) -> str:
+    """What a caller reads about an error of ours."""
+    return (f"something went wrong on our side (incident {incident}); it was logged. "
+            "Retry, and report the incident id if it persists.")

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from api.auth import requires
 from api.serving.schema import InputSchema, Parsed, TooLarge, Unsupported, untyped
-from api.serving.service import instrument, serve
+from api.serving.service import Result, instrument, serve
 from mlwb import fastjson
 from mlwb.errors import InputError, WorkbenchError
 from mlwb.roles import Role, Scope
@@ -40,9 +41,14 @@ ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENI
 MAX_ID_HEADER_ROWS = 100
 
 
+def error_body(status: int, message: str) -> str:
+    """MLflow's error shape: ``{"error_code": ..., "message": ...}``."""
+    return json.dumps({"error_code": ERROR_CODES.get(status, "INTERNAL_ERROR"),
+                       "message": message})
+
+
 def _error(status: int, message: str) -> Response:
-    body = {"error_code": ERROR_CODES.get(status, "INTERNAL_ERROR"), "message": message}
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+    return Response(error_body(status, message), status=status, mimetype="application/json")
 
 
 @bp.errorhandler(WorkbenchError)
@@ -85,7 +91,7 @@ def _content_type() -> str:
     return mime
 
 
-def _json_frame(body: Any) -> tuple[pd.DataFrame | list[dict[str, Any]], dict[str, Any] | None]:
+def json_frame(body: Any) -> tuple[pd.DataFrame | list[dict[str, Any]], dict[str, Any] | None]:
     if not isinstance(body, dict):
         raise InputError("the body must be a JSON object with exactly one of "
                          f"{', '.join(FORMATS)}")
@@ -156,7 +162,16 @@ def invocations(name: str) -> Response:
             body = fastjson.loads(request.get_data(cache=False) or b"null")
         except ValueError as exc:  # bad JSON or UTF-8, or nested too deeply
             raise InputError(f"the body is not valid JSON: {exc}") from None
-        table, params = _json_frame(body)
+        table, params = json_frame(body)
+    result, _ = serve(name, table_parser(table), params=params, endpoint="invocations")
+    headers, payload = answer(result)
+    return Response(payload, mimetype="application/json", headers=headers)
+
+
+def table_parser(table: pd.DataFrame | list[dict[str, Any]]
+                 ) -> Callable[[InputSchema | None], Parsed]:
+    """The parse step of :func:`~api.serving.service.serve` for a body's table (rows as
+    objects, or a frame MLflow's parser built); 413 for too many rows."""
     if isinstance(table, pd.DataFrame) and len(table) > 10_000:
         raise TooLarge(f"{len(table)} rows in one request; send at most 10000 per request")
 
@@ -167,13 +182,16 @@ def invocations(name: str) -> Response:
             return Parsed(table.to_dict("records"), frame=table)
         return schema.frame(table)
 
-    result, _ = serve(name, parse, params=params, endpoint="invocations")
+    return parse
+
+
+def answer(result: Result) -> tuple[dict[str, str], bytes]:
+    """Headers and body of a served request: ``{"predictions": ...}`` as MLflow writes it."""
     headers = result.headers()
     if len(result.prediction_ids) <= MAX_ID_HEADER_ROWS:
         headers["X-Prediction-IDs"] = ",".join(result.prediction_ids)
     # Valid JSON always: a non-finite output is null (json.dumps would write a bare NaN).
-    payload = fastjson.dumps({"predictions": result.output.predictions})
-    return Response(payload, mimetype="application/json", headers=headers)
+    return headers, fastjson.dumps({"predictions": result.output.predictions})
 
 
 instrument(bp, "invocations", {"invocations"})

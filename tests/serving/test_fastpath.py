@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import mlflow
 import redis
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 
 from api.serving.fastpath import FastPredict
 from api.serving.service import serving
@@ -13,6 +16,14 @@ from mlwb.redis_server import free_port
 from mlwb.roles import Scope
 from tests.factories import make_token
 from tests.serving.conftest import World
+
+
+class Opaque(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """Answers objects no JSON writer knows: the log takes their text, a response cannot."""
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        return [object() for _ in range(len(model_input))]
+
 
 VOLATILE = {"request_id", "prediction_id"}  # fresh per request
 VOLATILE_HEADERS = {"X-Request-ID", "Server-Timing"}
@@ -86,6 +97,9 @@ def test_refusals_are_flasks_and_count_once(world: World, predict) -> None:
                            headers={**world.headers, "Content-Type": "application/json"}),
          400, "JSON"),
         (predict(name, {"rows": [row]}), 400, "rows"),
+        (predict(name, {}), 400, "instances"),
+        (predict(name, {"instances": [row], "inputs": [[1.0]]}), 400, "exactly one"),
+        (predict(name, {"inputs": "a"}), 400, "inputs"),
         (predict(name, {"instances": [{**row, "mean_area": "big"}]}), 422, "mean_area"),
         (predict("no-such-model", {"instances": [row]}), 404, "no-such-model"),
     ]
@@ -93,13 +107,13 @@ def test_refusals_are_flasks_and_count_once(world: World, predict) -> None:
         assert resp.status_code == status, resp.get_json()
         assert needle in resp.get_json()["message"]
     assert fast(world).served == served  # every refusal came from Flask
-    # Each refusal after authentication counts once against its caller's limit: four of
+    # Each refusal after authentication counts once against its caller's limit: seven of
     # vic's, one of the read-only token's; the unknown token has no caller to count.
     per_caller: dict[str, int] = {}
     for key in r.keys("wb:rl:predict:*"):
         caller = key.decode().split(":")[3]
         per_caller[caller] = per_caller.get(caller, 0) + int(r.get(key))
-    assert sorted(per_caller.values()) == [1, 4]
+    assert sorted(per_caller.values()) == [1, 7]
     assert per_caller[read_only_id] == 1
 
 
@@ -120,3 +134,61 @@ def test_log_unavailable_is_a_503_counted_once(world: World, predict) -> None:
     assert fast(world).served == served + 1  # answered where it was counted, not twice
     assert "Traceback" not in json.dumps(resp.get_json())
     assert predict(name, {"instances": world.rows(1)}).status_code == 200
+
+
+def test_invocations_fast_path_answers_as_the_flask_view(world: World) -> None:
+    name = world.model("lr")
+    X = world.zoo.X.iloc[:4]
+    split = json.loads(X.to_json(orient="split"))
+    split.pop("index")
+    url = f"/api/models/{name}/invocations"
+    for body in ({"dataframe_split": split}, {"dataframe_records": X.to_dict("records")},
+                 {"inputs": X.to_dict("list"), "params": {}}):
+        served = fast(world).served
+        quick = world.client.post(url, json=body, headers=world.headers)
+        slow = world.client.post(url + "?trace=1", json=body, headers=world.headers)
+        assert quick.status_code == slow.status_code == 200, quick.get_json()
+        assert fast(world).served == served + 1
+        assert quick.get_json() == slow.get_json()
+        assert quick.get_data() == slow.get_data()  # MLflow's compact form, no newline
+        # Flask adds `Vary: Cookie` (its session was looked at); a token call has no cookie.
+        assert {k for k, _ in quick.headers} == {k for k, _ in slow.headers if k != "Vary"}
+        assert len(quick.headers["X-Prediction-IDs"].split(",")) == 4
+        assert quick.headers["X-Model-Arm"] == slow.headers["X-Model-Arm"] == "champion"
+    # Refusals are the Flask view's, in MLflow's error shape, whether parsing or the model
+    # refuses; a media type parameter other than charset=utf-8 goes to Flask as well.
+    served = fast(world).served
+    bad = [
+        world.client.post(url, json={"dataframe_split": split, "extra": 1},
+                          headers=world.headers),
+        world.client.post(url, json={"dataframe_records": [{"x": 1.0}]}, headers=world.headers),
+        world.client.post(url, data=json.dumps({"inputs": X.to_dict("list")}),
+                          headers={**world.headers,
+                                   "Content-Type": "application/json; charset=latin-1"}),
+        world.client.post(url, json={"inputs": X.to_dict("list")},
+                          headers={"Authorization": "Bearer wbt_nope"}),
+    ]
+    assert [r.status_code for r in bad] == [400, 400, 415, 401]
+    for resp in bad:
+        assert set(resp.get_json()) == {"error_code", "message"}
+    assert fast(world).served == served
+
+
+def test_an_error_of_ours_after_counting_is_a_json_500_counted_once(world: World,
+                                                                     predict) -> None:
+    name = world.zoo.register_python(world.services, "opaque", Opaque(),
+                                     ModelSignature(Schema([ColSpec("double", "x")])))
+    world.promote(name, 1)
+    r = world.services.redis
+    r.delete(*r.keys("wb:rl:predict:*") or ["none"])
+    served = fast(world).served
+    quick = predict(name, {"instances": [{"x": 1.0}]})
+    assert fast(world).served == served + 1
+    slow = world.client.post(f"/api/models/{name}/predict?trace=1",
+                             json={"instances": [{"x": 1.0}]}, headers=world.headers)
+    for resp in (quick, slow):
+        assert resp.status_code == 500
+        body = resp.get_json()
+        assert set(body) == {"error", "message", "incident"}
+        assert body["error"] == "internal_error" and body["incident"] in body["message"]
+    assert sum(int(r.get(k)) for k in r.keys("wb:rl:predict:*")) == 2  # once each
