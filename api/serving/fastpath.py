@@ -58,7 +58,6 @@ class FastPredict:
     def __init__(self, app: Flask, wsgi_app: WSGIApp) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
-        self.max_body = app.config.get("MAX_CONTENT_LENGTH") or 0
         self.served = 0  # requests answered here, for tests (not exact under concurrency)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -94,11 +93,15 @@ class FastPredict:
         if ctype != "application/json" and ctype.lower() not in _JSON:
             return False
         length = environ.get("CONTENT_LENGTH", "")
-        return length.isdigit() and 0 < int(length) <= (self.max_body or int(length))
+        if not (length.isascii() and length.isdigit()):  # isdigit alone takes "²"
+            return False
+        limit = self.app.config.get("MAX_CONTENT_LENGTH")  # read per request, as Flask does
+        return 0 < int(length) <= (limit or int(length))
 
     def _serve(self, environ: dict[str, Any], name: str, endpoint: str, raw: bytes
                ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """The response, or None to let Flask answer (it refuses with the right error)."""
+        started = time.perf_counter()  # what Flask's before_request would time from
         # Anything that goes wrong before the request is counted is Flask's to answer: it
         # refuses in the view's shape, audits, and counts the refusal.
         try:
@@ -122,7 +125,6 @@ class FastPredict:
             state = serving(self.app)
         except Exception:
             return None
-        started = time.perf_counter()
         call = Call(principal, key)
         try:
             state.check_rate(call.caller)

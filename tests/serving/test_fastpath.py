@@ -192,3 +192,20 @@ def test_an_error_of_ours_after_counting_is_a_json_500_counted_once(world: World
         assert set(body) == {"error", "message", "incident"}
         assert body["error"] == "internal_error" and body["incident"] in body["message"]
     assert sum(int(r.get(k)) for k in r.keys("wb:rl:predict:*")) == 2  # once each
+
+
+def test_odd_lengths_and_the_live_body_limit_are_flasks(world: World, predict) -> None:
+    name = world.model("lr")
+    body = {"instances": world.rows(8)}
+    served = fast(world).served
+    limit = world.app.config["MAX_CONTENT_LENGTH"]
+    world.app.config["MAX_CONTENT_LENGTH"] = 200  # changed after start: read per request
+    try:
+        assert predict(name, body).status_code == 413
+    finally:
+        world.app.config["MAX_CONTENT_LENGTH"] = limit
+    odd = world.client.post(f"/api/models/{name}/predict", json=body, headers=world.headers,
+                            environ_overrides={"CONTENT_LENGTH": "\u00b2"})
+    assert odd.status_code < 500 and odd.is_json
+    assert fast(world).served == served
+    assert predict(name, body).status_code == 200 and fast(world).served == served + 1
