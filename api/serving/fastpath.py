@@ -10,11 +10,12 @@ MLflow's ``/invocations``, any JSON body its view takes) — through the same
 split, signed ids, prediction log, rate limit and metrics, and the same response body and
 headers. CSV bodies and the Open Inference Protocol go through Flask.
 
-Anything else goes to Flask untouched, and so does any request the fast path would refuse
-(a bad token, a bad body, an unknown model, a model's refusal), with its body put back:
-the error, its audit and its metrics come from the one place that makes them. A refusal
-after the request was counted and logged (over the rate limit, the log unavailable) is
-answered here, since going to Flask would count it twice.
+Anything else goes to Flask untouched, and so does anything that fails before the request
+is counted against the rate limit (a bad token, a bad body, an unknown model, a model's
+refusal), with its body put back: the error, its audit and its metrics come from the one
+place that makes them. What fails after counting (over the rate limit, the log
+unavailable, an error of ours) is answered here in the view's shape, since going to Flask
+would count it twice.
 """
 
 from __future__ import annotations
