@@ -64,21 +64,27 @@ class Principal:
 
     def may(self, role: Role, scope: Scope) -> bool:
         """Whether :meth:`require` would let this principal through (no error built)."""
-        if self.scopes is not None and scope not in self.scopes and Scope.admin not in self.scopes:
-            return False
-        return self.role.at_least(max(role, SCOPE_MIN_ROLE[scope], key=lambda r: r.rank))
+        return self._has_scope(scope) and self.role.at_least(_needed(role, scope))
 
     def require(self, role: Role, scope: Scope, action: str) -> None:
         """Raise PermissionDenied unless this principal may do ``action``."""
-        if self.scopes is not None and scope not in self.scopes and Scope.admin not in self.scopes:
+        if not self._has_scope(scope):
             raise PermissionDenied(
                 f"{action} needs a token with the {scope.value!r} scope; this token has "
-                f"{', '.join(sorted(s.value for s in self.scopes))}. Create one with "
+                f"{', '.join(sorted(s.value for s in self.scopes or ()))}. Create one with "
                 f"`wb tokens create --scopes {scope.value}`.",
                 scope=scope.value,
                 token_id=self.token_id,
             )
-        require_role(self.role, max(role, SCOPE_MIN_ROLE[scope], key=lambda r: r.rank), action)
+        require_role(self.role, _needed(role, scope), action)
+
+    def _has_scope(self, scope: Scope) -> bool:
+        return self.scopes is None or scope in self.scopes or Scope.admin in self.scopes
+
+
+def _needed(role: Role, scope: Scope) -> Role:
+    """The role an action needs: its own, or its scope's minimum if that is higher."""
+    return max(role, SCOPE_MIN_ROLE[scope], key=lambda r: r.rank)
 
 
 SYSTEM = Principal(user_id=0, username="system", role=Role.admin)

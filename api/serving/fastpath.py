@@ -30,12 +30,11 @@ from typing import Any
 from flask import Flask
 
 from api.errors import incident_message, new_incident
-from api.serving import invocations
+from api.serving import invocations, predict
 from api.serving.predict import BODY_KEYS, parse_simple
 from api.serving.service import (
     Call,
     Result,
-    body_outputs,
     serve_call,
     serving,
     traffic_key_of,
@@ -147,11 +146,8 @@ class FastPredict:
                 ) -> tuple[list[tuple[str, str]], bytes]:
         """The Flask view's response, as header pairs and body."""
         if endpoint == "predict":
-            payload = fastjson.dumps({
-                "model": name, "version": result.model.version, "alias": result.arm.alias,
-                "arm": result.arm.arm, "request_id": result.request_id,
-                "predictions": body_outputs(result),
-            }, self.app.json.default) + b"\n"  # type: ignore[attr-defined]
+            payload = fastjson.dumps(predict.answer(name, result),
+                                     self.app.json.default) + b"\n"  # type: ignore[attr-defined]
             extra = result.headers()
         else:
             extra, payload = invocations.answer(result)

@@ -57,8 +57,8 @@ class LoadedModel:
         self._columns: list[int] | None = None
         self._in_order = False  # the module's features are the signature's columns, in order
         self._feature_names: list[str] = []
-        self._class_array: np.ndarray | None = None  # classes, for the torch fast path
-        self._class_keys: list[str] = []
+        self._class_array: np.ndarray | None = None  # classes, to index by argmax
+        self._class_keys: list[str] = []  # classes as the probabilities' keys
         self._forward: Any = None  # the torch fast path's forward (see _select_fast_path)
         self.max_batch = max_batch
         self.batcher: Batcher | None = None
@@ -83,7 +83,7 @@ class LoadedModel:
             self._raw = self.pyfunc.get_raw_model()
             self.kind = "sklearn"
             if hasattr(self._raw, "predict_proba") and hasattr(self._raw, "classes_"):
-                self.classes = list(np.asarray(self._raw.classes_).tolist())
+                self._set_classes(self._raw.classes_)
             if self.schema is not None and self.schema.all_double:
                 self._linear = compile_linear(self._raw, self.schema.names)
                 if self._linear is not None:
@@ -97,7 +97,7 @@ class LoadedModel:
         if hasattr(python_model, "predict_proba") and classes is not None:
             self._raw = python_model
             self.kind = "torch" if hasattr(python_model, "module") else "python"
-            self.classes = list(np.asarray(classes).tolist())
+            self._set_classes(classes)
             # experiments.pyfunc puts its module on CUDA when present at load_context
             self.device = str(getattr(python_model, "device", "cpu"))
             names = list(getattr(python_model, "feature_names", []) or [])
@@ -116,6 +116,11 @@ class LoadedModel:
                 # Request threads are the parallelism of an API process; intra-op threads on
                 # top of them only contend for the same cores on row-sized inputs.
                 torch.set_num_threads(1)
+
+    def _set_classes(self, classes: Any) -> None:
+        self.classes = list(np.asarray(classes).tolist())
+        self._class_array = np.asarray(self.classes)
+        self._class_keys = [str(c) for c in self.classes]
 
     def predict(self, parsed: Parsed, params: dict[str, Any] | None = None) -> Output:
         """Predictions (and class probabilities) for a validated request.
@@ -170,18 +175,14 @@ class LoadedModel:
             x = parsed.matrix if self._in_order else parsed.matrix[:, self._columns]
         else:
             x = parsed.frame[self._feature_names].to_numpy(dtype=np.float64)
-        assert self.batcher is not None and self.classes is not None
+        assert self.batcher is not None and self._class_array is not None
         logits = self.batcher(x.astype(np.float32))
         # pyfunc's softmax, with the ufuncs' reductions called directly: ndarray.max and
         # .sum are these same reductions behind a Python wrapper (the same bits).
         e = np.exp(logits - np.maximum.reduce(logits, axis=1, keepdims=True))
         proba = e / np.add.reduce(e, axis=1, keepdims=True)
-        if self._class_array is None:
-            self._class_array = np.asarray(self.classes)
-            self._class_keys = [str(c) for c in self.classes]
         preds = self._class_array[logits.argmax(axis=1)].tolist()
-        keys = self._class_keys
-        return Output(preds, [dict(zip(keys, row, strict=True)) for row in proba.tolist()])
+        return Output(preds, _proba_dicts(proba, self._class_keys))
 
     def _sklearn(self, frame: pd.DataFrame) -> Output:
         model = self._raw
@@ -192,13 +193,12 @@ class LoadedModel:
         if type(final).__name__ == "LogisticRegression":
             # argmax of predict_proba is exactly LogisticRegression.predict: one pass, not two
             return self._from_proba(proba)
-        return Output(_to_list(model.predict(frame)), _proba_dicts(proba, self.classes))
+        return Output(_to_list(model.predict(frame)), _proba_dicts(proba, self._class_keys))
 
     def _from_proba(self, proba: np.ndarray) -> Output:
-        assert self.classes is not None
-        classes = np.asarray(self.classes)
-        preds = classes[np.argmax(proba, axis=1)].tolist()
-        return Output(preds, _proba_dicts(proba, self.classes))
+        assert self._class_array is not None
+        preds = self._class_array[np.argmax(proba, axis=1)].tolist()
+        return Output(preds, _proba_dicts(proba, self._class_keys))
 
     def pyfunc_predict(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         """Exactly what ``mlflow.pyfunc`` answers (used where a model has no fast path)."""
@@ -212,8 +212,7 @@ class LoadedModel:
                 "inputs": self.schema.describe() if self.schema else None}
 
 
-def _proba_dicts(proba: np.ndarray, classes: list[Any]) -> list[dict[str, float]]:
-    keys = [str(c) for c in classes]
+def _proba_dicts(proba: np.ndarray, keys: list[str]) -> list[dict[str, float]]:
     return [dict(zip(keys, row, strict=True)) for row in proba.tolist()]
 
 

@@ -8,7 +8,14 @@ from flask import Blueprint, Response, jsonify
 
 from api.auth import requires, services
 from api.serving.schema import InputSchema, Parsed, untyped
-from api.serving.service import body_outputs, instrument, json_object, serve, serving
+from api.serving.service import (
+    Result,
+    body_outputs,
+    instrument,
+    json_object,
+    serve,
+    serving,
+)
 from mlwb.errors import InputError, NotFound
 from mlwb.predictions import get_prediction
 from mlwb.roles import Role, Scope
@@ -52,13 +59,16 @@ def predict(name: str) -> Response:
     """Predictions, probabilities, the version that answered and a signed id per row."""
     body = json_object()
     result, _ = serve(name, parse_simple(body), body=body)
-    resp = jsonify({
-        "model": name, "version": result.model.version, "alias": result.arm.alias,
-        "arm": result.arm.arm, "request_id": result.request_id,
-        "predictions": body_outputs(result),
-    })
+    resp = jsonify(answer(name, result))
     resp.headers.update(result.headers())
     return resp
+
+
+def answer(name: str, result: Result) -> dict[str, Any]:
+    """The response body: the version that answered and each row's id and prediction."""
+    return {"model": name, "version": result.model.version, "alias": result.arm.alias,
+            "arm": result.arm.arm, "request_id": result.request_id,
+            "predictions": body_outputs(result)}
 
 
 @bp.get("/api/predictions/<prediction_id>")

@@ -103,8 +103,7 @@ class Serving:
             raise StoreError(f"the prediction log at Redis is unavailable ({exc}); nothing "
                              "was recorded, retry the request") from exc
         if count > self.limiter.limit:
-            window = self.limiter.window
-            self.over_until[caller] = (time.time() // window + 1) * window
+            self._mark_over(caller)
             self._refuse()
 
     def _write(self, requests: list[tuple[str, list[Any]]]) -> list[int]:
@@ -123,8 +122,12 @@ class Serving:
         except redis.RedisError:
             return  # the request already failed for its own reason; say that one
         if count > self.limiter.limit:
-            window = self.limiter.window
-            self.over_until[caller] = (time.time() // window + 1) * window
+            self._mark_over(caller)
+
+    def _mark_over(self, caller: str) -> None:
+        """Refuse ``caller`` in this process without a round trip until its window ends."""
+        window = self.limiter.window
+        self.over_until[caller] = (time.time() // window + 1) * window
 
     def _refuse(self) -> None:
         raise self.limiter.refusal("prediction requests for this token")
@@ -147,10 +150,6 @@ def serving(app: Flask | None = None) -> Serving:
         )
         found = app.extensions.setdefault("wb_serving", found)
     return found  # type: ignore[no-any-return]
-
-
-_SERVER_TIMING = ("validate;dur=%.3f, preprocess;dur=%.3f, model;dur=%.3f, "
-                  "log;dur=%.3f")
 
 
 @dataclass
@@ -186,11 +185,7 @@ class Result:
     def headers(self) -> dict[str, str]:
         """Response headers naming the request and the version that answered."""
         rid = self.prediction_ids[0] if len(self.prediction_ids) == 1 else self.request_id
-        t = self.timings
-        if len(t) == 4 and "log" in t:  # the usual four stages: one format, no generator
-            timing = _SERVER_TIMING % (t["validate"], t["preprocess"], t["model"], t["log"])
-        else:
-            timing = ", ".join(f"{k};dur={v:.3f}" for k, v in t.items())
+        timing = ", ".join(f"{k};dur={v:.3f}" for k, v in self.timings.items())
         return {"X-Request-ID": rid, "X-Model-Version": self.model.version,
                 "X-Model-Arm": self.arm.arm, "Server-Timing": timing}
 
