@@ -32,7 +32,7 @@ from api.serving.batcher import MAX_BATCH, Batcher
 from api.serving.linear import LinearKernel, compile_linear
 from api.serving.output import Output
 from api.serving.schema import InputSchema, Parsed
-from api.serving.torch_kernel import compile_module
+from api.serving.torch_kernel import compile_module, near_tie, numpy_forward
 from mlwb.errors import StoreError, Unprocessable, reason_of
 from mlwb.registry import fetch_verified
 
@@ -60,6 +60,7 @@ class LoadedModel:
         self._class_array: np.ndarray | None = None  # classes, to index by argmax
         self._class_keys: list[str] = []  # classes as the probabilities' keys
         self._forward: Any = None  # the torch fast path's forward (see _select_fast_path)
+        self._numpy: Any = None  # the same forward in numpy, on the CPU (see _torch)
         self.max_batch = max_batch
         self.batcher: Batcher | None = None
         self._lock = threading.Lock()  # a torch module is not re-entrant on one stream
@@ -110,6 +111,8 @@ class LoadedModel:
                 # The module's own kernel calls without its nn.Module dispatch (same bits).
                 self._forward = compile_module(python_model.module) or python_model.module
                 self.batcher = Batcher(self._logits, self.max_batch)
+                if self.device == "cpu":
+                    self._numpy = numpy_forward(python_model.module)
             if self.kind == "torch" and self.device == "cpu":
                 import torch
 
@@ -176,7 +179,16 @@ class LoadedModel:
         else:
             x = parsed.frame[self._feature_names].to_numpy(dtype=np.float64)
         assert self.batcher is not None and self._class_array is not None
-        logits = self.batcher(x.astype(np.float32))
+        x = x.astype(np.float32)
+        if self._numpy is not None and len(x) <= self.max_batch:
+            # Row-sized requests on the CPU: numpy, in this thread (batching saves nothing
+            # without torch's per-operator cost); torch where two outputs nearly tie, so a
+            # label is always the one pyfunc gives.
+            logits = self._numpy(x)
+            if near_tie(logits):
+                logits = self.batcher(x)
+        else:
+            logits = self.batcher(x)
         # pyfunc's softmax, with the ufuncs' reductions called directly: ndarray.max and
         # .sum are these same reductions behind a Python wrapper (the same bits).
         e = np.exp(logits - np.maximum.reduce(logits, axis=1, keepdims=True))

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -140,6 +143,10 @@ class InputSchema:
         self.names = [f.name for f in fields]
         self.by_name = {f.name: f for f in fields}
         self.all_double = all(f.kind == "double" and f.required for f in fields)
+        self._name_set = frozenset(self.names)
+        # A record's values in signature order, in one C call (a tuple; one column: a list).
+        self._values = itemgetter(*self.names) if len(self.names) > 1 else (
+            lambda rec: [rec[n] for n in self.names])
 
     @classmethod
     def from_mlflow(cls, schema: Any) -> InputSchema | None:
@@ -157,15 +164,15 @@ class InputSchema:
     def records(self, records: Any, where: str = "instances") -> Parsed:
         """``[{"col": value, ...}, ...]``."""
         _check_rows(records, where)
-        names, n = self.names, len(self.names)
-        rows: list[list[Any]] = []
+        names, values = self._name_set, self._values
+        rows: list[Sequence[Any]] = []
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
                 raise InputError(f"{where}[{i}] must be an object of column: value",
                                  row=i)
-            if len(rec) != n or not all(k in rec for k in names):
+            if rec.keys() != names:
                 self._columns_error(rec.keys(), i)
-            rows.append([rec[k] for k in names])
+            rows.append(values(rec))
         return self._build(rows, records)
 
     def positional(self, rows: Any, where: str = "inputs") -> Parsed:
@@ -220,20 +227,20 @@ class InputSchema:
         if len(got) != len(set(got)):
             raise InputError(f"{where}a column is given twice")
 
-    def _build(self, rows: list[list[Any]], received: list[dict[str, Any]] | None) -> Parsed:
+    def _build(self, rows: Sequence[Sequence[Any]], received: list[dict[str, Any]] | None
+               ) -> Parsed:
         names = self.names
-        if self.all_double:
-            # Fast path for the common all-numeric signature: one 2-D array, one check pass.
-            ok = all(type(v) is float or type(v) is int for r in rows for v in r)
-            if ok:
-                try:
-                    arr = np.array(rows, dtype=np.float64)
-                except OverflowError:  # an integer beyond float64: the column check says so
-                    arr = np.array([[math.nan]])
-                if np.isfinite(arr).all():
-                    out = received if received is not None else [
-                        dict(zip(names, r, strict=True)) for r in rows]
-                    return Parsed(out, matrix=arr, names=names)
+        # Fast path for the common all-numeric signature: one 2-D array, one check pass
+        # (bool, str and None are other types: the column checks below name them).
+        if self.all_double and set(map(type, chain.from_iterable(rows))) <= _NUMBERS:
+            try:
+                arr = np.array(rows, dtype=np.float64)
+            except OverflowError:  # an integer beyond float64: the column check says so
+                arr = np.array([[math.nan]])
+            if np.isfinite(arr).all():
+                out = received if received is not None else [
+                    dict(zip(names, r, strict=True)) for r in rows]
+                return Parsed(out, matrix=arr, names=names)
         cols: dict[str, Any] = {}
         for j, f in enumerate(self.fields):
             values = [f.coerce(r[j], i) for i, r in enumerate(rows)]
@@ -252,6 +259,9 @@ class InputSchema:
         parsed = Parsed(as_received, frame=pd.DataFrame(cols, columns=names))
         parsed.preprocess_ms = (time.perf_counter() - t0) * 1e3
         return parsed
+
+
+_NUMBERS = frozenset((float, int))
 
 
 def _check_rows(rows: Any, where: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,3 +70,86 @@ def _steps(module: nn.Module) -> list[Step] | None:
     if kind is nn.Dropout:
         return []  # the identity in eval mode
     return None
+
+
+NumpyStep = Callable[[np.ndarray], np.ndarray]
+
+
+def numpy_forward(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The same chain in numpy, for float32 modules on the CPU; None where
+    :func:`compile_module` refuses, or for another dtype or device.
+
+    On one row, torch's per-operator dispatch costs more than the arithmetic: the MLP of
+    ``experiments/`` takes 20 us through the flat kernel calls and 7 us in numpy, and far
+    more under load, on caches the rest of the request has just filled. The outputs are
+    not torch's bits: a matrix product sums in another order (torch's own results already
+    change in the last bits with the batch a row is in). The caller keeps labels exact
+    (:func:`near_tie`). Weights are views of the module's tensors: an in-place update is
+    followed, a ``.to()`` that replaces them is not (serving never changes a loaded module).
+    """
+    if compile_module(module) is None:
+        return None
+    tensors = [*module.parameters(), *module.buffers()]
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+        return None
+    steps = _numpy_steps(module)
+    if steps is None:
+        return None
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        for step in steps:
+            x = step(x)
+        return x
+
+    return forward
+
+
+def _numpy_steps(module: nn.Module) -> list[NumpyStep] | None:
+    kind = type(module)
+    if isinstance(module, TabularMLP) and kind is TabularMLP:
+        norm, net = _numpy_steps(module.norm), _numpy_steps(module.net)
+        return None if norm is None or net is None else norm + net
+    if isinstance(module, nn.Sequential) and kind is nn.Sequential:
+        out: list[NumpyStep] = []
+        for child in module:
+            steps = _numpy_steps(child)
+            if steps is None:
+                return None
+            out += steps
+        return out
+    if isinstance(module, Normalize) and kind is Normalize:
+        mean, std = module.mean.detach().numpy(), module.std.detach().numpy()
+        return [lambda x: (x - mean) / std]  # elementwise: the same bits as torch
+    if isinstance(module, nn.Linear) and kind is nn.Linear:
+        weight_t = module.weight.detach().numpy().T  # a view; BLAS reads it transposed
+        bias = module.bias.detach().numpy() if module.bias is not None else None
+
+        def linear(x: np.ndarray) -> np.ndarray:
+            y = x @ weight_t
+            if bias is not None:
+                y += bias
+            return y
+
+        return [linear]
+    if kind is nn.ReLU:
+        return [lambda x: np.maximum(x, np.float32(0))]
+    if kind is nn.Dropout:
+        return []
+    return None
+
+
+def near_tie(logits: np.ndarray, tolerance: float = 1e-4) -> bool:
+    """True if some row's two largest outputs are so close that another summation order
+    could swap them (then the caller recomputes with torch, so labels stay pyfunc's)."""
+    if logits.shape[1] < 2:
+        return False
+    if len(logits) == 1:  # one row: Python on a few floats beats four array calls
+        row = logits[0].tolist()
+        if any(v != v for v in row):
+            return True  # NaN: let torch decide, as pyfunc would
+        *_, second, top = sorted(row)
+        return not top - second > tolerance * max(1.0, abs(top))
+    top2 = np.partition(logits, -2, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    scale = np.maximum(1.0, np.abs(top2[:, 1]))
+    return bool(np.any(~(margin > tolerance * scale)))  # NaN counts as a tie
