@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         return self.data_dir / "lake"
 
     @property
+    def spool_dir(self) -> Path:
+        """Each API process's write-ahead file of predictions on their way to Redis (local
+        disk: a file is shipped by a sibling process when its owner dies)."""
+        return self.data_dir / "spool"
+
+    @property
     def state_url(self) -> str:
         """SQLAlchemy URL of the state DB."""
         return self.state_db_url or f"sqlite:///{self.data_dir / 'state.db'}"

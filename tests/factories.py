@@ -37,8 +37,12 @@ def make_token(svc: Services, username: str = "alice",
 
 
 def land(services: Services) -> None:
-    """Land every recorded event (what the ingest process does continuously)."""
+    """Land every recorded event (what the ingest process does continuously), after the
+    API processes in this one have shipped what they spooled (their shippers' job)."""
+    from api.serving.shipper import flush_all
     from mlwb.ingest import Ingest
+
+    flush_all()
 
     ingest = Ingest(services.redis, services.settings.lake_dir).open()
     try:

@@ -4,12 +4,9 @@ Threads that arrive while a call is running queue their items; when the call end
 them runs *all* queued items (up to a size limit) as one call and hands each thread its
 result. An idle combiner runs a lone item at once in the caller's own thread: combining adds
 no latency and no thread hand-off when there is no concurrency, and under load concurrent
-requests share calls. Two users:
-
-- :class:`Batcher`: dynamic micro-batching of torch forward passes (on a GPU, the difference
-  between one kernel launch per request and one per batch);
-- the prediction log (``api.serving.service``): concurrent requests of one process count
-  their rate-limit hits and append their rows in one Redis round trip.
+requests share calls. Its user here is :class:`Batcher`: dynamic micro-batching of torch
+forward passes (on a GPU, the difference between one kernel launch per request and one per
+batch).
 """
 
 from __future__ import annotations

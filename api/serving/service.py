@@ -16,18 +16,17 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from api.serving.batcher import Combiner
 from api.serving.metrics import ServingMetrics, metrics_of
 from api.serving.model import LoadedModel
 from api.serving.output import Output
 from api.serving.runtime import Arm, ModelRuntime
 from api.serving.schema import InputSchema, Parsed, Unsupported
+from api.serving.shipper import Shipper
 from mlwb import fastjson
 from mlwb.errors import InputError, StoreError
 from mlwb.prediction_ids import PredictionIds, new_request_id
 from mlwb.predictions import row_id
 from mlwb.ratelimit import FixedWindow
-from mlwb.redis_script import FastScript
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
 from mlwb.users import Principal
@@ -35,32 +34,6 @@ from mlwb.users import Principal
 log = logging.getLogger(__name__)
 
 RATE_WINDOW = 60  # seconds of the per-token prediction rate limit
-
-# One round trip for the requests of one process that finish together (flat combining,
-# api.serving.batcher.Combiner): for each request, count the caller's hit in its rate-limit
-# window (the key scheme of mlwb.ratelimit.FixedWindow) and, only if within the limit, append
-# its prediction rows to the event stream in EventSink.send's wire form ({"t": table,
-# "d": json}). KEYS: the stream, then one rate key per request. ARGV: limit, window TTL,
-# then per request its row count and (table, json) pairs. Returns each request's count.
-_COUNT_AND_LOG = """
-local limit, ttl = tonumber(ARGV[1]), ARGV[2]
-local counts, a = {}, 3
-for r = 2, #KEYS do
-  local n = redis.call('INCR', KEYS[r])
-  if n == 1 then redis.call('EXPIRE', KEYS[r], ttl) end
-  counts[r - 1] = n
-  local rows = tonumber(ARGV[a])
-  a = a + 1
-  if n <= limit then
-    for i = a, a + 2 * rows - 1, 2 do
-      redis.call('XADD', KEYS[1], '*', 't', ARGV[i], 'd', ARGV[i + 1])
-    end
-  end
-  a = a + 2 * rows
-end
-return counts
-"""
-LOG_BATCH_ROWS = 2000  # rows in one round trip at most (a larger request goes alone)
 
 
 @dataclass
@@ -71,14 +44,9 @@ class Serving:
     ids: PredictionIds
     metrics: ServingMetrics
     limiter: FixedWindow
-    script: FastScript
-    stream: str  # the event stream the rows go to
+    shipper: Shipper  # counts hits and spools rows; ships both in the background
     log_predictions: bool = True  # off only for the benchmark's logging-cost comparison
     over_until: dict[str, float] = field(default_factory=dict)  # caller -> window end
-
-    def __post_init__(self) -> None:
-        self.log: Combiner[tuple[str, list[Any]], int] = Combiner(
-            self._write, LOG_BATCH_ROWS, lambda item: max(1, len(item[1]) // 2))
 
     def check_rate(self, caller: str) -> None:
         """Refuse early a caller this process already saw over its limit in this window."""
@@ -89,36 +57,30 @@ class Serving:
             self.over_until.pop(caller, None)
 
     def count_and_log(self, call: Call, rows: list[tuple[str, dict[str, Any]]]) -> None:
-        """Count the hit and append ``rows`` (one atomic step, its round trip shared with
-        concurrent requests of this process); 429 over the limit."""
+        """Count the hit (429 over the limit) and spool ``rows`` before the answer goes out
+        (:mod:`api.serving.shipper` ships both); 503 while the log cannot reach Redis."""
         call.counted = True
         caller = call.caller
-        data: list[Any] = []
-        for table, row in rows:
-            data += [table, fastjson.dumps(row, default=str)]
-        key = self.limiter.key(caller)  # FixedWindow's key scheme, shared by all workers
-        try:
-            count = self.log((key, data))
-        except redis.RedisError as exc:
-            raise StoreError(f"the prediction log at Redis is unavailable ({exc}); nothing "
-                             "was recorded, retry the request") from exc
-        if count > self.limiter.limit:
+        shipper = self.shipper
+        if shipper.failing is not None:
+            raise StoreError(f"the prediction log at Redis is unavailable ({shipper.failing})"
+                             "; nothing was recorded, retry the request")
+        if shipper.hit(caller) > self.limiter.limit:
             self._mark_over(caller)
             self._refuse()
-
-    def _write(self, requests: list[tuple[str, list[Any]]]) -> list[int]:
-        """One round trip for the queued requests' counts and rows."""
-        args: list[Any] = [self.limiter.limit, self.limiter.window + 1]
-        for _, data in requests:
-            args += [len(data) // 2, *data]
-        counts = self.script([self.stream, *(key for key, _ in requests)], args)
-        return [int(c) for c in counts]
+        if rows:
+            try:
+                shipper.record([(table, fastjson.dumps(row, default=str))
+                                for table, row in rows])
+            except OSError as exc:
+                raise StoreError(f"the prediction log's spool could not be written ({exc}); "
+                                 "nothing was recorded, retry the request") from exc
 
     def count_refused(self, caller: str) -> None:
         """Count a request refused before it reached the log (a bad body, an unknown model):
         those count against the caller's limit too, or a flood of them would be free."""
         try:
-            count = self.limiter.hit(caller)
+            count = self.shipper.hit_now(caller)
         except redis.RedisError:
             return  # the request already failed for its own reason; say that one
         if count > self.limiter.limit:
@@ -140,13 +102,13 @@ def serving(app: Flask | None = None) -> Serving:
     if found is None:
         svc: Services = app.extensions["wb"]
         s = svc.settings
+        limiter = FixedWindow(svc.redis, "predict", s.predict_rate_limit, RATE_WINDOW)
         found = Serving(
             runtime=ModelRuntime(s, svc.engine),
             ids=PredictionIds(s.resolved_secret_key()),
             metrics=metrics_of(app.extensions),
-            limiter=FixedWindow(svc.redis, "predict", s.predict_rate_limit, RATE_WINDOW),
-            script=FastScript(svc.redis, _COUNT_AND_LOG),
-            stream=svc.sink.stream,
+            limiter=limiter,
+            shipper=Shipper(svc.redis, svc.sink.stream, limiter, s.spool_dir),
         )
         found = app.extensions.setdefault("wb_serving", found)
     return found  # type: ignore[no-any-return]

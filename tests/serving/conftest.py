@@ -74,6 +74,33 @@ class World:
         """Land the prediction log (the ingest's job)."""
         land(self.services)
 
+    def reset_rate_limits(self) -> None:
+        """Every caller starts a fresh prediction window (what was counted is shipped
+        first, so no late count lands in the new one)."""
+        from api.serving.shipper import flush_all
+
+        flush_all()
+        r = self.services.redis
+        keys = r.keys("wb:rl:predict:*")
+        if keys:
+            r.delete(*keys)
+        state = self.app.extensions.get("wb_serving")
+        if state is not None:
+            state.shipper.forget_counts()
+            state.over_until.clear()
+
+    def hits(self) -> dict[str, int]:
+        """Prediction hits counted in Redis per caller (after shipping what is counted)."""
+        from api.serving.shipper import flush_all
+
+        flush_all()
+        r = self.services.redis
+        out: dict[str, int] = {}
+        for key in r.keys("wb:rl:predict:*"):
+            caller = key.decode().split(":")[3]
+            out[caller] = out.get(caller, 0) + int(r.get(key) or 0)
+        return out
+
 
 @pytest.fixture
 def world(app: Flask, services: Services, models: Zoo) -> World:

@@ -193,9 +193,7 @@ def test_refused_requests_count_against_the_rate_limit(
     state = serving(world.app)
     state.limiter.limit = 4
     state.limiter.window = 86_400  # one window for the whole test (no boundary to cross)
-    for key in world.services.redis.keys("wb:rl:predict:*"):
-        world.services.redis.delete(key)
-    state.over_until.clear()
+    world.reset_rate_limits()
     assert predict(name, {"instances": [{"nope": 1}]}).status_code == 400
     assert predict("no-such-model", {"instances": world.rows(1)}).status_code == 404
     bad_json = world.client.post(f"/api/models/{name}/invocations", data="{",

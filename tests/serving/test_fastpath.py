@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 import mlflow
 import redis
@@ -85,8 +87,7 @@ def test_refusals_are_flasks_and_count_once(world: World, predict) -> None:
     name = world.model("lr")
     row = world.rows(1)[0]
     served = fast(world).served
-    r = world.services.redis
-    r.delete(*r.keys("wb:rl:predict:*") or ["none"])
+    world.reset_rate_limits()
     read_only_id, read_only = make_token(world.services, "vic", (Scope.read,))
     cases = [
         (predict(name, {"instances": [row]}, headers={"Authorization": "Bearer wb_nope"}),
@@ -109,31 +110,45 @@ def test_refusals_are_flasks_and_count_once(world: World, predict) -> None:
     assert fast(world).served == served  # every refusal came from Flask
     # Each refusal after authentication counts once against its caller's limit: seven of
     # vic's, one of the read-only token's; the unknown token has no caller to count.
-    per_caller: dict[str, int] = {}
-    for key in r.keys("wb:rl:predict:*"):
-        caller = key.decode().split(":")[3]
-        per_caller[caller] = per_caller.get(caller, 0) + int(r.get(key))
+    per_caller = world.hits()
     assert sorted(per_caller.values()) == [1, 7]
     assert per_caller[read_only_id] == 1
 
 
-def test_log_unavailable_is_a_503_counted_once(world: World, predict) -> None:
+def test_log_unavailable_is_a_503_counted_once_and_nothing_served_is_lost(
+        world: World, predict) -> None:
     name = world.model("lr")
     state = serving(world.app)
-    good = state.script
+    shipper = state.shipper
+    world.land()
+    before = world.services.lake.count("predictions")
+    good = shipper.script
     dead = redis.Redis(port=free_port(), socket_connect_timeout=1)  # nothing listens there
-    state.script = FastScript(dead, good.source)
-    served = fast(world).served
+    shipper.script = FastScript(dead, good.source)
     try:
+        # Served before the shipper found Redis gone: its row waits in the spool.
+        assert predict(name, {"instances": world.rows(1)}).status_code == 200
+        until(lambda: shipper.failing is not None)
+        served = fast(world).served
         resp = predict(name, {"instances": world.rows(1)})
     finally:
-        state.script = good
+        shipper.script = good
     assert resp.status_code == 503
     message = resp.get_json()["message"]
     assert "prediction log" in message and "retry" in message
     assert fast(world).served == served + 1  # answered where it was counted, not twice
     assert "Traceback" not in json.dumps(resp.get_json())
+    until(lambda: shipper.failing is None)  # Redis is back: the spool is shipped
     assert predict(name, {"instances": world.rows(1)}).status_code == 200
+    world.land()
+    assert world.services.lake.count("predictions") == before + 2  # not the refused one
+
+
+def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def test_invocations_fast_path_answers_as_the_flask_view(world: World) -> None:
@@ -179,8 +194,7 @@ def test_an_error_of_ours_after_counting_is_a_json_500_counted_once(world: World
     name = world.zoo.register_python(world.services, "opaque", Opaque(),
                                      ModelSignature(Schema([ColSpec("double", "x")])))
     world.promote(name, 1)
-    r = world.services.redis
-    r.delete(*r.keys("wb:rl:predict:*") or ["none"])
+    world.reset_rate_limits()
     served = fast(world).served
     quick = predict(name, {"instances": [{"x": 1.0}]})
     assert fast(world).served == served + 1
@@ -191,7 +205,7 @@ def test_an_error_of_ours_after_counting_is_a_json_500_counted_once(world: World
         body = resp.get_json()
         assert set(body) == {"error", "message", "incident"}
         assert body["error"] == "internal_error" and body["incident"] in body["message"]
-    assert sum(int(r.get(k)) for k in r.keys("wb:rl:predict:*")) == 2  # once each
+    assert sum(world.hits().values()) == 2  # once each
 
 
 def test_odd_lengths_and_the_live_body_limit_are_flasks(world: World, predict) -> None:

@@ -135,7 +135,7 @@ def test_auth_scopes_and_rate_limit(world: World, predict) -> None:
     assert predict("no-such-model", body).status_code == 404
     state = world.app.extensions["wb_serving"]
     state.limiter.limit = 3
-    world.services.redis.delete(*world.services.redis.keys("wb:rl:predict:*"))
+    world.reset_rate_limits()
     world.land()
     before = world.services.lake.count("predictions")
     responses = [predict(name, body) for _ in range(5)]
@@ -205,8 +205,9 @@ def test_alias_move_is_served_within_seconds_without_failures(world: World, monk
 
 def test_concurrent_requests_share_log_round_trips_and_the_limit_stays_exact(
         world: World) -> None:
-    """Requests finishing together share one Redis round trip (flat combining); each is
-    still counted once against the limit, and only the admitted ones are logged."""
+    """Concurrent requests share Redis round trips (the shipper's); each is still counted
+    once against the limit, exactly within one process, and only the admitted ones are
+    logged."""
     import threading
 
     name = world.model("lr")
@@ -217,10 +218,10 @@ def test_concurrent_requests_share_log_round_trips_and_the_limit_stays_exact(
                                  headers=world.headers).status_code == 200
         state = world.app.extensions["wb_serving"]
     state.limiter.limit = 40
-    world.services.redis.delete(*world.services.redis.keys("wb:rl:predict:*"))
+    world.reset_rate_limits()
     world.land()
     before = world.services.lake.count("predictions")
-    calls_before = state.log.calls
+    trips_before = state.shipper.round_trips
     start = threading.Barrier(60)
     codes: list[int] = []
 
@@ -237,6 +238,6 @@ def test_concurrent_requests_share_log_round_trips_and_the_limit_stays_exact(
     for t in threads:
         t.join(timeout=60)
     assert sorted(codes) == [200] * 40 + [429] * 20
-    assert state.log.calls - calls_before < 60  # some requests shared a round trip
     world.land()
+    assert state.shipper.round_trips - trips_before < 60  # requests shared round trips
     assert world.services.lake.count("predictions") == before + 40

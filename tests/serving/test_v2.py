@@ -116,8 +116,7 @@ def _logged(world: World, name: str) -> int:
 
 def _hits(world: World) -> int:
     """Prediction requests counted against the rate limit (all windows, all callers)."""
-    r = world.services.redis
-    return sum(int(r.get(k) or 0) for k in r.keys("wb:rl:predict:*"))
+    return sum(world.hits().values())
 
 
 def _binary(world: World, url: str, header: dict[str, Any], blob: bytes) -> Any:

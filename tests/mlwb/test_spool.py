@@ -1,0 +1,97 @@
+"""The spool: what a process wrote survives its SIGKILL and is shipped once, by a sibling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import redis
+
+from api.serving.shipper import Shipper, offset_key
+from mlwb.ratelimit import FixedWindow
+from mlwb.spool import Spool, orphans
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from mlwb.spool import Spool
+    spool = Spool(Path(sys.argv[1]))
+    for i in range(int(sys.argv[2])):
+        line = b'predictions\\t{"id": "%d"}\\n' % i
+        spool.append(line, [line])
+    print("written", flush=True)
+    time.sleep(60)  # alive, holding its lock, until killed
+""")
+
+
+def _lines(n: int) -> list[bytes]:
+    return [b'predictions\t{"id": "%d"}\n' % i for i in range(n)]
+
+
+def test_a_killed_writers_lines_are_an_orphan_and_a_live_ones_are_not(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "500"],
+                            stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    assert proc.stdout is not None and proc.stdout.readline() == b"written\n"
+    assert list(orphans(tmp_path)) == []  # its owner holds the lock
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    found = list(orphans(tmp_path))
+    assert len(found) == 1
+    lines, end = found[0].lines_from(0)
+    assert lines == _lines(500)
+    assert end == sum(len(line) for line in lines)  # zeroes past it: reserved, unwritten
+    assert found[0].lines_from(len(lines[0]))[0] == _lines(500)[1:]
+    assert list(orphans(tmp_path)) == []  # locked by us until done or released
+    found[0].done()
+    assert not list(tmp_path.glob("*.spool"))
+
+
+def test_a_torn_last_line_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "host-1-torn.spool"
+    good = b"".join(_lines(3))
+    path.write_bytes(good + b'predictions\t{"id": \0\0"9"}\n' + b"\0" * 100)
+    (orphan,) = orphans(tmp_path)
+    assert orphan.lines_from(0) == (_lines(3), len(good))
+    orphan.release()
+
+
+def test_orphans_are_shipped_from_their_recorded_offset_once(tmp_path: Path,
+                                                             redis_client: redis.Redis) -> None:
+    stream = f"test:spool:{os.getpid()}"
+    redis_client.delete(stream)
+    path = tmp_path / "host-2-dead.spool"
+    lines = _lines(10)
+    path.write_bytes(b"".join(lines))
+    redis_client.set(offset_key("host-2-dead"), sum(len(line) for line in lines[:4]))
+    limiter = FixedWindow(redis_client, f"spool-test-{os.getpid()}", 100, 60)
+    shipper = Shipper(redis_client, stream, limiter, tmp_path)
+    assert shipper.ship_orphans() == 6  # the first four were shipped by their owner
+    got = [e[1][b"d"] for e in redis_client.xrange(stream)]
+    assert got == [b'{"id": "%d"}' % i for i in range(4, 10)]
+    assert not path.exists() and redis_client.get(offset_key("host-2-dead")) is None
+    assert shipper.ship_orphans() == 0
+
+
+def test_full_files_are_replaced_and_deleted_once_shipped(tmp_path: Path,
+                                                          redis_client: redis.Redis) -> None:
+    stream = f"test:spool-rotate:{os.getpid()}"
+    redis_client.delete(stream)
+    limiter = FixedWindow(redis_client, f"spool-rotate-{os.getpid()}", 10_000, 60)
+    shipper = Shipper(redis_client, stream, limiter, tmp_path)
+    shipper.spool = Spool(tmp_path, rotate_bytes=2048)
+    files: set[str] = set()
+    for i in range(300):
+        shipper.record([("predictions", b'{"id": "%d"}' % i)])
+        assert shipper.hit("caller") == i + 1  # exact within the process
+        files.update(p.name for p in tmp_path.glob("*.spool"))
+    assert len(files) >= 3  # ~8 KB of lines in files of 2 KB
+    shipper.flush()
+    got = [e[1][b"d"] for e in redis_client.xrange(stream)]
+    assert got == [b'{"id": "%d"}' % i for i in range(300)]  # in order, once
+    assert len(list(tmp_path.glob("*.spool"))) == 1  # only the file still written
+    assert int(redis_client.get(limiter.key("caller")) or 0) == 300
+    shipper.close()
