@@ -10,7 +10,7 @@ sklearn's, prediction for prediction; ``tests/serving`` checks them against
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,10 @@ class LinearKernel:
     coef: np.ndarray
     intercept: np.ndarray | float
     classes: np.ndarray | None  # None for regression
+    keys: list[str] = field(init=False)  # the classes as probability keys
+
+    def __post_init__(self) -> None:
+        self.keys = [] if self.classes is None else [str(c) for c in self.classes.tolist()]
 
     def predict(self, x: np.ndarray) -> Output:
         """Predictions (and probabilities) for a float64 matrix in ``names`` order."""
@@ -45,13 +49,15 @@ class LinearKernel:
                           else scores.tolist())
         if scores.shape[1] == 1:  # binary: sklearn's expit, then [1 - p, p]
             p1 = expit(scores[:, 0])
-            proba = np.column_stack([1 - p1, p1])
+            proba = np.empty((len(p1), 2))  # column_stack's result, without its wrapper
+            proba[:, 0] = 1 - p1
+            proba[:, 1] = p1
             preds = self.classes[(scores[:, 0] > 0).astype(int)]
         else:  # multinomial: softmax, argmax of the scores
             e = np.exp(scores - scores.max(axis=1, keepdims=True))
             proba = e / e.sum(axis=1, keepdims=True)
             preds = self.classes[scores.argmax(axis=1)]
-        keys = [str(c) for c in self.classes.tolist()]
+        keys = self.keys
         return Output(preds.tolist(), [dict(zip(keys, row, strict=True))
                                        for row in proba.tolist()])
 
