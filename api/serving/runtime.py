@@ -9,6 +9,7 @@ so an alias move is served within seconds, without a restart and without a faile
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import random
@@ -139,6 +140,9 @@ class ModelRuntime:
                 log.info("loaded %s v%s (%s, %s) in %.2fs", name, version, found.kind,
                          found.device, time.perf_counter() - started)
                 self._models[key] = found
+                if gc.get_freeze_count():  # the process froze its startup objects (the API's
+                    gc.freeze()  # gunicorn worker does): a model's live as long, freeze them
+                    # too (see mlwb.gunicorn_worker.BalancedThreadWorker.load_wsgi)
         return found
 
     def loaded(self) -> list[LoadedModel]:

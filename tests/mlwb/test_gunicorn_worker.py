@@ -28,6 +28,11 @@ app = Flask("pid")
 def pid():
     return str(os.getpid())
 
+@app.get("/frozen")
+def frozen():  # objects the worker froze after loading the app
+    import gc
+    return str(gc.get_freeze_count())
+
 @app.get("/spin")
 def spin():  # holds the GIL: the worker's main loop then waits for it after every poll
     end = time.monotonic() + 3
@@ -159,3 +164,11 @@ def test_connections_arriving_apart_go_to_the_lighter_worker(server) -> None:  #
     finally:
         for conn in by_pid[heavy] + [c for c, _ in later]:
             conn.close()
+
+
+def test_the_worker_freezes_what_it_loaded(server) -> None:  # type: ignore[no-untyped-def]
+    """The app's objects are out of the collector's sight (no full collection over them)."""
+    port, _ = server
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/frozen")
+    assert int(conn.getresponse().read()) > 10_000  # Flask and its imports at least
