@@ -94,4 +94,8 @@ def test_full_files_are_replaced_and_deleted_once_shipped(tmp_path: Path,
     assert got == [b'{"id": "%d"}' % i for i in range(300)]  # in order, once
     assert len(list(tmp_path.glob("*.spool"))) == 1  # only the file still written
     assert int(redis_client.get(limiter.key("caller")) or 0) == 300
-    shipper.close()
+    (last,) = tmp_path.glob("*.spool")
+    assert redis_client.get(offset_key(last.stem)) is not None
+    shipper.close()  # a clean exit: everything shipped, no file left for a sibling
+    assert not list(tmp_path.glob("*.spool"))
+    assert redis_client.get(offset_key(last.stem)) is None
