@@ -49,10 +49,19 @@ class _File:
     spool_id: str
     path: Path
     fd: int
-    mm: mmap.mmap | None = None  # the whole file, mapped for writing
+    mm: mmap.mmap  # the whole file, mapped for writing
     size: int = 0  # bytes written
     taken: int = 0  # bytes handed to the shipper
     pending: list[bytes] = field(default_factory=list)  # lines from `taken` to `size`
+
+    @property
+    def shipped(self) -> bool:
+        """Everything written was handed over (and the shipper says when it landed)."""
+        return not self.pending and self.taken == self.size
+
+    def remove(self) -> None:
+        self.mm.close()
+        _remove(self.path, self.fd)
 
 
 @dataclass
@@ -63,13 +72,11 @@ class Spool:
     rotate_bytes: int = ROTATE_BYTES
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _files: list[_File] = field(default_factory=list)  # oldest first; the last is written
-    _pid: int = 0
 
     def append(self, data: bytes, lines: list[bytes]) -> None:
         """Write ``data`` (``lines`` joined) where it outlives this process."""
         with self._lock:
             f = self._current(len(data))
-            assert f.mm is not None
             end = f.size + len(data)
             f.mm[f.size:end] = data  # a copy into the page cache: no system call, no GIL
             f.size = end
@@ -95,32 +102,20 @@ class Spool:
                     f.pending = batch.lines + f.pending
                     f.taken = batch.start
 
-    def shipped(self) -> list[str]:
-        """After a batch is in the stream: replaced files with nothing left are deleted;
-        their ids."""
-        gone = []
+    def drop_shipped(self, current: bool = False) -> list[str]:
+        """Delete the files with nothing left to ship (after a batch landed: the replaced
+        ones; at exit, ``current`` too); their ids."""
         with self._lock:
-            for f in self._files[:-1]:
-                if not f.pending and f.taken == f.size:
-                    self._files.remove(f)
-                    _remove(f)
-                    gone.append(f.spool_id)
-        return gone
-
-    def drop_shipped(self) -> list[str]:
-        """At exit, after everything was shipped: delete every file; their ids."""
-        with self._lock:
-            done = [f for f in self._files if not f.pending and f.taken == f.size]
+            done = [f for f in (self._files if current else self._files[:-1]) if f.shipped]
             for f in done:
                 self._files.remove(f)
-                _remove(f)
+                f.remove()
         return [f.spool_id for f in done]
 
     def abandon(self) -> None:
         """In a forked child: the parent's files are the parent's (close our copies only)."""
         for f in self._files:
-            if f.mm is not None:
-                f.mm.close()
+            f.mm.close()
             os.close(f.fd)
         self._files, self._lock = [], threading.Lock()
 
@@ -130,13 +125,8 @@ class Spool:
             return sum(len(f.pending) for f in self._files)
 
     def _current(self, need: int) -> _File:
-        if self._pid != os.getpid():  # a forked child writes files of its own
-            self._pid, self._files = os.getpid(), []
-        if self._files:
-            f = self._files[-1]
-            assert f.mm is not None
-            if f.size + need <= len(f.mm):
-                return f
+        if self._files and self._files[-1].size + need <= len(self._files[-1].mm):
+            return self._files[-1]
         self.directory.mkdir(parents=True, exist_ok=True)
         spool_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         path = self.directory / f"{spool_id}{SUFFIX}"
@@ -177,7 +167,7 @@ class Orphan:
 
     def done(self) -> None:
         """Everything is shipped: delete the file."""
-        _remove(_File(self.spool_id, self.path, self.fd))
+        _remove(self.path, self.fd)
 
     def release(self) -> None:
         """Leave it for another try."""
@@ -204,8 +194,6 @@ def orphans(directory: Path) -> Iterator[Orphan]:
         yield Orphan(path.name[: -len(SUFFIX)], path, fd)
 
 
-def _remove(f: _File) -> None:
-    f.path.unlink(missing_ok=True)
-    if f.mm is not None:
-        f.mm.close()
-    os.close(f.fd)
+def _remove(path: Path, fd: int) -> None:
+    path.unlink(missing_ok=True)  # before the lock goes with the fd: no one recovers it
+    os.close(fd)

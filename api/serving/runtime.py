@@ -140,9 +140,10 @@ class ModelRuntime:
                 log.info("loaded %s v%s (%s, %s) in %.2fs", name, version, found.kind,
                          found.device, time.perf_counter() - started)
                 self._models[key] = found
-                if gc.get_freeze_count():  # the process froze its startup objects (the API's
-                    gc.freeze()  # gunicorn worker does): a model's live as long, freeze them
-                    # too (see mlwb.gunicorn_worker.BalancedThreadWorker.load_wsgi)
+                # A process that froze its start-up objects (the API's gunicorn worker:
+                # mlwb.gunicorn_worker) freezes a model's too: they live as long.
+                if gc.get_freeze_count():
+                    gc.freeze()
         return found
 
     def loaded(self) -> list[LoadedModel]:

@@ -146,10 +146,7 @@ class Shipper:
             unshipped = self._unshipped.get(key, 0) + 1
             self._unshipped[key] = unshipped
             total = self._known.get(key, 0) + unshipped
-        if self._thread is None:
-            self._start()
-        if self._idle:
-            self._wake.set()  # under load the shipper never waits: no wake-up to pay
+        self._nudge()
         return total
 
     def record(self, rows: list[tuple[str, bytes]]) -> None:
@@ -157,10 +154,15 @@ class Shipper:
         if the spool cannot take them (nothing of them is kept then)."""
         lines = [table.encode() + b"\t" + data + b"\n" for table, data in rows]
         self.spool.append(b"".join(lines), lines)
-        if self._idle:
-            self._wake.set()
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """There is work: start the shipper on first use; wake it only if it waits (under
+        load it never does: no wake-up to pay per request)."""
         if self._thread is None:
             self._start()
+        if self._idle:
+            self._wake.set()
 
     def hit_now(self, caller: str) -> int:
         """Count one hit and ship at once (for refused requests): the shared total."""
@@ -194,16 +196,15 @@ class Shipper:
                     self.spool.untake(batch)
                 raise
             if batch is not None:
-                self._forget(self.spool.shipped())
+                self._forget(self.spool.drop_shipped())
             return True
 
     def _round_trip(self, batch: Batch | None, counts: dict[str, int]) -> None:
-        lines = batch.lines if batch is not None else []
-        keys = [self.stream, offset_key(batch.spool_id) if batch is not None else "",
-                *counts]
-        args: list[Any] = [batch.start if batch is not None else 0,
-                           batch.end if batch is not None else 0, self.limiter.window + 1,
-                           len(lines), *lines, *counts.values()]
+        batch = batch or Batch("", [], 0, 0)  # counts alone: no offset key, no lines
+        offset = offset_key(batch.spool_id) if batch.spool_id else ""
+        keys = [self.stream, offset, *counts]
+        args: list[Any] = [batch.start, batch.end, self.limiter.window + 1,
+                           len(batch.lines), *batch.lines, *counts.values()]
         totals = self.script(keys, args)
         with self._lock:
             self.round_trips += 1
@@ -311,7 +312,7 @@ class Shipper:
             try:
                 self.flush()
                 if not self._pending():  # a clean exit leaves no file for a sibling
-                    self._forget(self.spool.drop_shipped())
+                    self._forget(self.spool.drop_shipped(current=True))
                 return
             except Exception:
                 time.sleep(0.1)

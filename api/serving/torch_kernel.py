@@ -14,6 +14,7 @@ module hooks registered after compiling are not seen.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +23,8 @@ from torch import nn
 from experiments.torch_models import Normalize, TabularMLP
 
 Step = Callable[[torch.Tensor], torch.Tensor]
+NumpyStep = Callable[[np.ndarray], np.ndarray]
+T = TypeVar("T")
 
 
 def compile_module(module: nn.Module) -> Step | None:
@@ -31,51 +34,11 @@ def compile_module(module: nn.Module) -> Step | None:
             return None  # a live dropout: only modules wholly in eval mode are flattened
         if part._forward_hooks or part._forward_pre_hooks:
             return None  # hooks would be skipped
-    steps = _steps(module)
-    if steps is None:
-        return None
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        for step in steps:
-            x = step(x)
-        return x
-
-    return forward
+    steps = _flatten(module, _torch_step)
+    return None if steps is None else _chain(steps)
 
 
-def _steps(module: nn.Module) -> list[Step] | None:
-    kind = type(module)
-    if isinstance(module, TabularMLP) and kind is TabularMLP:
-        norm, net = _steps(module.norm), _steps(module.net)  # its forward: net(norm(x))
-        return None if norm is None or net is None else norm + net
-    if isinstance(module, nn.Sequential) and kind is nn.Sequential:
-        out: list[Step] = []
-        for child in module:
-            steps = _steps(child)
-            if steps is None:
-                return None
-            out += steps
-        return out
-    # Tensors are read from the module's own dicts at each call, so a later `.to()` (which
-    # replaces buffers) or `load_state_dict` is followed.
-    if kind is Normalize:
-        buffers = module._buffers
-        return [lambda x: (x - buffers["mean"]) / buffers["std"]]
-    if kind is nn.Linear:
-        params = module._parameters
-        linear = torch._C._nn.linear  # what nn.functional.linear is
-        return [lambda x: linear(x, params["weight"], params["bias"])]  # type: ignore[arg-type]
-    if kind is nn.ReLU and not module.inplace:
-        return [torch.relu]
-    if kind is nn.Dropout:
-        return []  # the identity in eval mode
-    return None
-
-
-NumpyStep = Callable[[np.ndarray], np.ndarray]
-
-
-def numpy_forward(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | None:
+def numpy_forward(module: nn.Module) -> NumpyStep | None:
     """The same chain in numpy, for float32 modules on the CPU; None where
     :func:`compile_module` refuses, or for another dtype or device.
 
@@ -92,11 +55,12 @@ def numpy_forward(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | Non
     tensors = [*module.parameters(), *module.buffers()]
     if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
         return None
-    steps = _numpy_steps(module)
-    if steps is None:
-        return None
+    steps = _flatten(module, _numpy_step)
+    return None if steps is None else _chain(steps)
 
-    def forward(x: np.ndarray) -> np.ndarray:
+
+def _chain(steps: list[Callable[[T], T]]) -> Callable[[T], T]:
+    def forward(x: T) -> T:
         for step in steps:
             x = step(x)
         return x
@@ -104,19 +68,46 @@ def numpy_forward(module: nn.Module) -> Callable[[np.ndarray], np.ndarray] | Non
     return forward
 
 
-def _numpy_steps(module: nn.Module) -> list[NumpyStep] | None:
+def _flatten(module: nn.Module, leaf: Callable[[nn.Module], list[T] | None]
+             ) -> list[T] | None:
+    """The steps of a TabularMLP or Sequential in call order, each leaf's from ``leaf``;
+    None if any part has none."""
     kind = type(module)
     if isinstance(module, TabularMLP) and kind is TabularMLP:
-        norm, net = _numpy_steps(module.norm), _numpy_steps(module.net)
-        return None if norm is None or net is None else norm + net
-    if isinstance(module, nn.Sequential) and kind is nn.Sequential:
-        out: list[NumpyStep] = []
-        for child in module:
-            steps = _numpy_steps(child)
-            if steps is None:
-                return None
-            out += steps
-        return out
+        parts: list[nn.Module] = [module.norm, module.net]  # its forward: net(norm(x))
+    elif isinstance(module, nn.Sequential) and kind is nn.Sequential:
+        parts = list(module)
+    else:
+        return leaf(module)
+    out: list[T] = []
+    for part in parts:
+        steps = _flatten(part, leaf)
+        if steps is None:
+            return None
+        out += steps
+    return out
+
+
+def _torch_step(module: nn.Module) -> list[Step] | None:
+    kind = type(module)
+    # Tensors are read from the module's own dicts at each call, so a later `.to()` (which
+    # replaces buffers) or `load_state_dict` is followed.
+    if kind is Normalize:
+        buffers = module._buffers
+        return [lambda x: (x - buffers["mean"]) / buffers["std"]]
+    if kind is nn.Linear:
+        params = module._parameters
+        linear = torch._C._nn.linear  # what nn.functional.linear is
+        return [lambda x: linear(x, params["weight"], params["bias"])]  # type: ignore[arg-type]
+    if kind is nn.ReLU and not module.inplace:
+        return [torch.relu]
+    if kind is nn.Dropout:
+        return []  # the identity in eval mode
+    return None
+
+
+def _numpy_step(module: nn.Module) -> list[NumpyStep] | None:
+    kind = type(module)
     if isinstance(module, Normalize) and kind is Normalize:
         mean, std = module.mean.detach().numpy(), module.std.detach().numpy()
         return [lambda x: (x - mean) / std]  # elementwise: the same bits as torch
@@ -131,7 +122,7 @@ def _numpy_steps(module: nn.Module) -> list[NumpyStep] | None:
             return y
 
         return [linear]
-    if kind is nn.ReLU:
+    if kind is nn.ReLU:  # not in place: compile_module refused that already
         return [lambda x: np.maximum(x, np.float32(0))]
     if kind is nn.Dropout:
         return []

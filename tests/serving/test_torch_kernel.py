@@ -12,12 +12,17 @@ from api.serving.torch_kernel import compile_module, near_tie, numpy_forward
 from experiments.torch_models import DigitsCNN, TabularMLP
 
 
-@pytest.mark.parametrize("hidden, layers, outputs", [(16, 1, 2), (64, 2, 2), (32, 3, 5)])
-def test_flat_forward_equals_the_module(hidden: int, layers: int, outputs: int) -> None:
-    torch.manual_seed(hidden + layers)
+def _fitted_mlp(hidden: int, layers: int, outputs: int, seed: int) -> TabularMLP:
+    """An eval-mode MLP over 12 features, its normalisation fitted to random data."""
+    torch.manual_seed(seed)
     module = TabularMLP(12, outputs, hidden=hidden, layers=layers)
     module.norm.fit(torch.randn(200, 12) * 3 + 1)
-    module.eval()
+    return module.eval()
+
+
+@pytest.mark.parametrize("hidden, layers, outputs", [(16, 1, 2), (64, 2, 2), (32, 3, 5)])
+def test_flat_forward_equals_the_module(hidden: int, layers: int, outputs: int) -> None:
+    module = _fitted_mlp(hidden, layers, outputs, seed=hidden + layers)
     flat = compile_module(module)
     assert flat is not None
     with torch.inference_mode():
@@ -61,10 +66,7 @@ def test_the_flat_forward_follows_the_module_after_compiling() -> None:
 @pytest.mark.parametrize("hidden, layers, outputs", [(16, 1, 2), (64, 2, 2), (32, 3, 5)])
 def test_the_numpy_forward_is_the_module_to_float32_rounding(hidden: int, layers: int,
                                                               outputs: int) -> None:
-    torch.manual_seed(hidden * layers)
-    module = TabularMLP(12, outputs, hidden=hidden, layers=layers)
-    module.norm.fit(torch.randn(200, 12) * 3 + 1)
-    module.eval()
+    module = _fitted_mlp(hidden, layers, outputs, seed=hidden * layers)
     forward = numpy_forward(module)
     assert forward is not None
     with torch.inference_mode():
