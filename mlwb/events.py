@@ -80,5 +80,6 @@ class EventSink:
         return [row["id"] for _, row in items]
 
     def backlog(self) -> int:
-        """Events appended but not yet landed by the ingest."""
+        """Stream entries not yet landed by the ingest (an API process's shipment of
+        predictions is one entry)."""
         return int(self.redis.xlen(self.stream))

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 DEDUPE_WINDOW_SECONDS = defaults.DEDUPE_WINDOW_SECONDS
 DEDUPE_MAX_IDS = defaults.DEDUPE_MAX_IDS
+FIRST_READ = 16  # entries in a batch's first read (then sized by what it held)
 
 
 def dedupe_key(table: str, row: dict[str, Any]) -> str:
@@ -69,6 +70,34 @@ def _field(fields: dict[Any, Any], name: str) -> bytes:
     if value is None:
         raise InputError(f"the stream entry has no {name!r} field")
     return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
+
+
+def _events(sid: str, fields: dict[Any, Any]) -> list[tuple[str, dict[Any, Any]]]:
+    """The events of a stream entry, each with the id its dead letter would carry. An entry
+    is one event (``t``, ``d``) or a shipment of spooled ones (``lines``: ``table<TAB>json``
+    lines, see :mod:`api.serving.shipper`), which lands whole in one manifest like any
+    entry; a line without a table becomes a dead letter of its own."""
+    blob = fields.get(b"lines", fields.get("lines"))
+    if blob is None:
+        return [(sid, fields)]
+    if isinstance(blob, str):
+        blob = blob.encode("utf-8", "surrogatepass")
+    lines = blob.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the end of the last line
+    if not lines:
+        return [(sid, fields)]  # nothing in it: a dead letter
+    events = []
+    for i, line in enumerate(lines):
+        table, tab, data = line.partition(b"\t")
+        events.append((f"{sid}/{i}", {b"t": table, b"d": data} if tab else {b"line": line}))
+    return events
+
+
+def _size(fields: dict[Any, Any]) -> int:
+    """How many events an entry holds (at least one: an empty shipment is a dead letter)."""
+    blob = fields.get(b"lines", fields.get("lines"))
+    return 1 if blob is None else max(1, blob.count(b"\n" if isinstance(blob, bytes) else "\n"))
 
 
 def _text(value: Any) -> str:
@@ -206,25 +235,31 @@ class Ingest:
         interval, not one tiny segment (and fsync, and manifest) per event. Without it
         (drains, tests) it takes only what is already there.
         """
-        entries = self._read(block_ms)
+        entries = self._read(block_ms, count=min(FIRST_READ, self.batch))
         if not entries:
             return 0
-        if block_ms and len(entries) < self.batch:
+        if block_ms and len(entries) < min(FIRST_READ, self.batch):
             # Let the batch gather, then take it in as few reads as possible (each read
             # costs more CPU than the events it carries when they trickle in one by one).
             time.sleep(self.flush_seconds / 2)
-        while len(entries) < self.batch:
-            more = self._read(0, after=entries[-1][0])
+        events = sum(_size(fields) for _, fields in entries)
+        while events < self.batch:
+            # As many entries as the batch has room for, at the size seen so far (an entry
+            # can be a shipment of many events: the batch stays bounded).
+            room = (self.batch - events) * len(entries) // events
+            more = self._read(0, after=entries[-1][0], count=max(1, room))
             if not more:
                 break
             entries.extend(more)
+            events += sum(_size(fields) for _, fields in more)
         return self._commit(entries)
 
-    def _read(self, block_ms: int, after: str | None = None
+    def _read(self, block_ms: int, after: str | None = None, count: int = 1
               ) -> list[tuple[str, dict[Any, Any]]]:
-        """Entries after ``after`` (else the landed position), their fields as Redis gave
-        them: decoding is part of landing an entry, where a bad one is dead-lettered."""
-        kwargs: dict[str, Any] = {"count": self.batch}
+        """Up to ``count`` entries after ``after`` (else the landed position), their fields
+        as Redis gave them: decoding is part of landing an entry, where a bad one is
+        dead-lettered."""
+        kwargs: dict[str, Any] = {"count": count}
         if block_ms:
             kwargs["block"] = block_ms
         resp: Any = self.redis.xread({self.stream: after or self.manifest.last_id}, **kwargs)
@@ -243,7 +278,7 @@ class Ingest:
         by_table: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         dead: list[dict[str, Any]] = []
         fresh: dict[str, float] = {}
-        for sid, fields in entries:
+        for sid, fields in (event for entry in entries for event in _events(*entry)):
             try:
                 table = _field(fields, "t").decode()
                 row = normalize_row(table, fastjson.loads(_field(fields, "d")))

@@ -45,30 +45,22 @@ ORPHAN_SCAN = 1.0  # seconds between looks for the spool files of dead processes
 MAX_LINES = 2000  # lines in one round trip at most
 
 # KEYS: the stream, the spool's offset key ('' for counts alone), then the rate-limit keys.
-# ARGV: the offset the lines start at, the one after them, the rate keys' TTL, the number of
-# lines n, n lines as "table\tjson\n", then one hit count per rate key. The lines are added
-# only if the stored offset is where they start (missing: 0), so a call repeated after a
-# lost reply adds nothing twice. Returns each rate key's new total.
+# ARGV: the offset the lines start at, the one after them, the rate keys' TTL, the lines
+# ("table\tjson\n" each, joined; '' for none), then one hit count per rate key. The lines
+# become one stream entry (a shipment: the ingest splits it), added only if the stored
+# offset is where they start (missing: 0), so a call repeated after a lost reply adds
+# nothing twice. Returns each rate key's new total.
 SHIP = """
-local n = tonumber(ARGV[4])
 if KEYS[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '0') == tonumber(ARGV[1]) then
-  for i = 5, 4 + n do
-    local line = ARGV[i]
-    local tab = string.find(line, '\\t', 1, true)
-    if tab then
-      redis.call('XADD', KEYS[1], '*', 't', string.sub(line, 1, tab - 1),
-                 'd', string.sub(line, tab + 1, -2))
-    end
-  end
+  if ARGV[4] ~= '' then redis.call('XADD', KEYS[1], '*', 'lines', ARGV[4]) end
   redis.call('SET', KEYS[2], ARGV[2])
 end
-local totals, a = {}, 5 + n
+local totals = {}
 for r = 3, #KEYS do
-  local hits = tonumber(ARGV[a])
+  local hits = tonumber(ARGV[r + 2])
   local total = redis.call('INCRBY', KEYS[r], hits)
   if total == hits then redis.call('EXPIRE', KEYS[r], ARGV[3]) end
   totals[r - 2] = total
-  a = a + 1
 end
 return totals
 """
@@ -204,7 +196,7 @@ class Shipper:
         offset = offset_key(batch.spool_id) if batch.spool_id else ""
         keys = [self.stream, offset, *counts]
         args: list[Any] = [batch.start, batch.end, self.limiter.window + 1,
-                           len(batch.lines), *batch.lines, *counts.values()]
+                           b"".join(batch.lines), *counts.values()]
         totals = self.script(keys, args)
         with self._lock:
             self.round_trips += 1

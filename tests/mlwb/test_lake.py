@@ -56,7 +56,7 @@ def test_restart_after_crash_between_segment_and_manifest(
     sink = EventSink(redis_client)
     ids = sink.record_many("events", [{"kind": "k"} for _ in range(10)])
     ingest = Ingest(redis_client, settings.lake_dir).open()
-    entries = ingest._read(0)
+    entries = ingest._read(0, count=100)
     # Simulate the crash: write the segment file, but never the manifest.
     orphan = normalize_row("events", EventSink.prepare("events", {"kind": "orphan"}))
     ingest._write_segment("events", [orphan], 99)

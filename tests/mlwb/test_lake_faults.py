@@ -39,6 +39,32 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
         time.sleep(0.05)
 
 
+def test_a_shipment_lands_its_good_lines_and_dead_letters_each_bad_one(
+        settings: Settings, redis_client: redis.Redis) -> None:
+    """A shipment (one entry of spooled lines, as the API's log sends them): a line with
+    no table, bad JSON or a row its table refuses is one dead letter; the rest land, a
+    line shipped twice lands once, and a batch with more events than its size is split."""
+    good = [b'events\t{"id": "s%d", "ts": 1700000000.5, "kind": "k"}' % i for i in range(7)]
+    lines = [good[0], b"no table here", good[1], b"events\t{not json", good[2],
+             b'events\t{"id": "x", "ts": 1700000000.5, "kind": "k", "nope": 1}', good[0]]
+    redis_client.xadd("wb:events", {"lines": b"\n".join(lines) + b"\n"})
+    redis_client.xadd("wb:events", {"lines": b"\n".join(good[3:]) + b"\n"})
+    empty = redis_client.xadd("wb:events", {"lines": b""}).decode()
+    ingest = Ingest(redis_client, settings.lake_dir, batch=1).open()
+    try:
+        assert ingest.step() == 3  # the first shipment whole, though it exceeds the batch
+        assert drain(ingest) == 4
+    finally:
+        ingest.close()
+    lake = Lake(settings.lake_dir)
+    assert sorted(r[0] for r in lake.query("SELECT id FROM events")) == [
+        f"s{i}" for i in range(7)]
+    dead = dict(lake.query("SELECT stream_id, reason FROM dead_letters"))
+    assert sorted(sid.partition("/")[2] for sid in dead) == ["", "1", "3", "5"]  # lines
+    assert "nope" in next(why for sid, why in dead.items() if sid.endswith("/5"))
+    assert empty in dead
+
+
 def test_undecodable_entries_are_dead_lettered_and_the_loop_goes_on(
         settings: Settings, redis_client: redis.Redis) -> None:
     """Bytes that are not UTF-8 in the table, a field name or the row; JSON nested deeper

@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 
 from api.serving.shipper import Shipper, offset_key
+from mlwb.ingest import _events
 from mlwb.ratelimit import FixedWindow
 from mlwb.spool import Spool, orphans
 
@@ -30,6 +31,12 @@ WRITER = textwrap.dedent("""
 
 def _lines(n: int) -> list[bytes]:
     return [b'predictions\t{"id": "%d"}\n' % i for i in range(n)]
+
+
+def _shipped(client: redis.Redis, stream: str) -> list[bytes]:
+    """The rows in ``stream``, in order, as the ingest unpacks its entries."""
+    return [event[b"d"] for sid, fields in client.xrange(stream)
+            for _, event in _events(sid.decode(), fields)]
 
 
 def test_a_killed_writers_lines_are_an_orphan_and_a_live_ones_are_not(tmp_path: Path) -> None:
@@ -70,7 +77,7 @@ def test_orphans_are_shipped_from_their_recorded_offset_once(tmp_path: Path,
     limiter = FixedWindow(redis_client, f"spool-test-{os.getpid()}", 100, 60)
     shipper = Shipper(redis_client, stream, limiter, tmp_path)
     assert shipper.ship_orphans() == 6  # the first four were shipped by their owner
-    got = [e[1][b"d"] for e in redis_client.xrange(stream)]
+    got = _shipped(redis_client, stream)
     assert got == [b'{"id": "%d"}' % i for i in range(4, 10)]
     assert not path.exists() and redis_client.get(offset_key("host-2-dead")) is None
     assert shipper.ship_orphans() == 0
@@ -90,7 +97,7 @@ def test_full_files_are_replaced_and_deleted_once_shipped(tmp_path: Path,
         files.update(p.name for p in tmp_path.glob("*.spool"))
     assert len(files) >= 3  # ~8 KB of lines in files of 2 KB
     shipper.flush()
-    got = [e[1][b"d"] for e in redis_client.xrange(stream)]
+    got = _shipped(redis_client, stream)
     assert got == [b'{"id": "%d"}' % i for i in range(300)]  # in order, once
     assert len(list(tmp_path.glob("*.spool"))) == 1  # only the file still written
     assert int(redis_client.get(limiter.key("caller")) or 0) == 300
