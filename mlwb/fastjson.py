@@ -23,6 +23,7 @@ import orjson
 
 _OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
             | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS)
+SORTED = _OPTIONS | orjson.OPT_SORT_KEYS  # what ``dumps(..., sort_keys=True)`` tries first
 # Every ASCII digit becomes "0", "-" stays, every other byte becomes ".": a long digit run
 # is then a plain substring search, ten times faster than a regex over a 1 KB row (1.6
 # against 16 us).
@@ -56,7 +57,7 @@ def loads(text: str | bytes) -> Any:
 def dumps(obj: Any, default: Callable[[Any], Any] | None = None,
           sort_keys: bool = False) -> bytes:
     """Compact JSON bytes; ``default`` converts unknown types (as in ``json.dumps``)."""
-    option = _OPTIONS | orjson.OPT_SORT_KEYS if sort_keys else _OPTIONS
+    option = SORTED if sort_keys else _OPTIONS
     try:
         return orjson.dumps(obj, default=default, option=option)
     except TypeError:  # orjson.JSONEncodeError is a TypeError

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from mlwb import defaults, fastjson
@@ -143,6 +144,10 @@ def stored_json(value: Any) -> str:
     Unpaired surrogates (which ``json`` accepts in a request body as ``"\\ud800"``) are
     stored as U+FFFD: DuckDB's JSON functions refuse the escape, and one such row would make
     every query over the column fail."""
+    try:  # orjson writes no escape but \u00XX: no surrogate can hide in its text
+        return orjson.dumps(value, default=str, option=fastjson.SORTED).decode()
+    except TypeError:  # what only `json` writes: a lone surrogate, an int beyond 64 bits
+        pass
     try:
         text = fastjson.dumps(value, default=str, sort_keys=True)
         if b"\\ud" in text or b"\\uD" in text:  # `json` wrote a surrogate as an escape
