@@ -21,7 +21,7 @@ from api.serving.model import LoadedModel
 from api.serving.output import Output
 from api.serving.runtime import Arm, ModelRuntime
 from api.serving.schema import InputSchema, Parsed, Unsupported
-from api.serving.shipper import Shipper
+from api.serving.shipper import Shipper, client_for
 from mlwb import fastjson
 from mlwb.errors import InputError, StoreError
 from mlwb.prediction_ids import PredictionIds, new_request_id
@@ -108,7 +108,8 @@ def serving(app: Flask | None = None) -> Serving:
             ids=PredictionIds(s.resolved_secret_key()),
             metrics=metrics_of(app.extensions),
             limiter=limiter,
-            shipper=Shipper(svc.redis, svc.sink.stream, limiter, s.spool_dir),
+            shipper=Shipper(client_for(s.effective_redis_url), svc.sink.stream, limiter,
+                            s.spool_dir),
         )
         found = app.extensions.setdefault("wb_serving", found)
     return found  # type: ignore[no-any-return]

@@ -16,8 +16,8 @@ last known total plus this process's hits not yet shipped is within the limit. W
 process that is exact; across processes a caller can overshoot by the hits other processes
 admitted in the last few milliseconds (one shipping interval), a few at most.
 
-While Redis cannot be reached, requests are refused (503, nothing recorded); what is in the
-spool already is shipped when it answers again.
+While Redis cannot be reached or stops answering, requests are refused (503, nothing
+recorded); what is in the spool already is shipped when it answers again.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ INTERVAL = 0.02  # seconds the shipper lets events gather before a round trip
 RETRY = 0.25  # seconds between tries while Redis is unreachable
 ORPHAN_SCAN = 1.0  # seconds between looks for the spool files of dead processes
 MAX_LINES = 2000  # lines in one round trip at most
+TIMEOUT = 5.0  # seconds a round trip may take before Redis counts as unreachable
 
 # KEYS: the stream, the spool's offset key ('' for counts alone), then the rate-limit keys.
 # ARGV: the offset the lines start at, the one after them, the rate keys' TTL, the lines
@@ -98,6 +99,16 @@ def _close_all() -> None:
     for shipper in list(_live):
         if shipper._thread is not None:
             shipper.close()
+
+
+def client_for(url: str) -> redis.Redis:
+    """The shipper's own connection, with its own timeout (not whatever redis-py's default
+    is: none before 8.0). A Redis that accepts but stops answering (stopped, swapping) fails
+    a round trip after ``TIMEOUT`` seconds, and requests are refused until it answers,
+    instead of the log stalling unseen while the spool grows. (A round trip that timed out
+    may still have run: its rows are not added twice, its hit counts are.)"""
+    return redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT,
+                                health_check_interval=30)
 
 
 def offset_key(spool_id: str) -> str:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 
 import mlflow
+import pytest
 import redis
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from api.serving import shipper as shipper_module
 from api.serving.fastpath import FastPredict
 from api.serving.service import serving
+from api.serving.shipper import client_for
 from mlwb.redis_script import FastScript
 from mlwb.redis_server import free_port
 from mlwb.roles import Scope
@@ -143,6 +149,40 @@ def test_log_unavailable_is_a_503_counted_once_and_nothing_served_is_lost(
     world.land()
     assert world.services.lake.count("predictions") == before + 2  # not the refused one
 
+
+def test_a_redis_that_stops_answering_is_a_503_until_it_answers(
+        world: World, predict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis stopped (SIGSTOP: connections stay open, nothing answers): the shipper gives up
+    after its timeout, requests are refused meanwhile, the spool is kept and shipped once
+    Redis goes on."""
+    name = world.model("lr")
+    shipper = serving(world.app).shipper
+    world.land()
+    before = world.services.lake.count("predictions")
+    monkeypatch.setattr(shipper_module, "TIMEOUT", 0.5)
+    good = shipper.script
+    url = world.services.settings.effective_redis_url
+    shipper.script = FastScript(client_for(url), good.source)
+    assert predict(name, {"instances": world.rows(1)}).status_code == 200
+    shipper.flush()  # its connection is open: only a reply can be missing now
+    pid = int(world.services.redis.info("server")["process_id"])
+    resume = threading.Timer(15, os.kill, (pid, signal.SIGCONT))  # whatever happens here
+    os.kill(pid, signal.SIGSTOP)
+    resume.start()
+    try:
+        assert predict(name, {"instances": world.rows(1)}).status_code == 200  # spooled
+        # Well before redis-py's default timeout (5 s): the shipper's own one applies.
+        until(lambda: shipper.failing is not None, timeout=4)
+        resp = predict(name, {"instances": world.rows(1)})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        resume.cancel()
+    assert resp.status_code == 503
+    assert "prediction log" in resp.get_json()["message"]
+    until(lambda: shipper.failing is None)
+    shipper.script = good
+    world.land()
+    assert world.services.lake.count("predictions") == before + 2  # both served, once
 
 def until(condition: Callable[[], bool], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
