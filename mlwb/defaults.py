@@ -25,6 +25,8 @@ COMPACT_AFTER_SEGMENTS = 64
 FRESH_SEGMENT_COMPRESSION = "none"
 # Segments with at least this many rows are final: compaction never rewrites them.
 COMPACT_TARGET_ROWS = 250_000
+# Merged segments of one level that compaction merges into one of the next level.
+COMPACT_FANOUT = 8
 # Superseded segment files are kept this long so a reader holding an old manifest still works.
 COMPACT_GRACE_SECONDS = 120.0
 # How long (seconds) the ingest remembers event ids to drop client retries of the same event,

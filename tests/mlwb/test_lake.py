@@ -6,9 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
+from mlwb import defaults
 from mlwb.errors import InputError
 from mlwb.events import EventSink
-from mlwb.ingest import Ingest, IngestLocked
+from mlwb.ingest import Ingest, IngestLocked, _level
 from mlwb.lake import Lake
 from mlwb.manifest import read_manifest
 from mlwb.settings import Settings
@@ -117,6 +118,34 @@ def test_compaction_keeps_rows_and_readers(settings: Settings, redis_client: red
     codec = [pq.ParquetFile(settings.lake_dir / f).metadata.row_group(0).column(0).compression
              for f in m.files("events")]
     assert codec == ["ZSTD", "UNCOMPRESSED", "UNCOMPRESSED", "UNCOMPRESSED", "UNCOMPRESSED"]
+    ingest.close()
+
+
+def test_compaction_is_tiered(settings: Settings, redis_client: redis.Redis,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh segments merge into level 1, FANOUT of a level into the next: each row is
+    rewritten once per level, not at every compaction, and every row stays, once."""
+    monkeypatch.setattr(defaults, "COMPACT_AFTER_SEGMENTS", 6)
+    monkeypatch.setattr(defaults, "COMPACT_FANOUT", 3)
+    sink = EventSink(redis_client)
+    # Fresh names are 8 hex digits (which may start with "c"); merges name their level;
+    # older merges and a purge's rewrites count as level 1.
+    assert [_level(f"events/000000000007-{tail}.parquet") for tail in (
+        "c9e01ee8", "0a1b2c3d", "c2-0a1b2c3d", "cc9e01ee8", "p0a1b2c3d")] == [0, 0, 2, 1, 1]
+    ingest = Ingest(redis_client, settings.lake_dir).open()
+    ids = []
+    for i in range(90):
+        ids.append(sink.record("events", {"kind": f"k{i}"}))
+        ingest.step()  # one fresh segment of one row
+        ingest.compact()
+    files = [seg.file for seg in ingest.manifest.tables["events"]]
+    levels = sorted(_level(f) for f in files)
+    assert max(levels) >= 3 and len(files) <= 6 + 2 * max(levels)
+    rewritten = sum(pq.read_metadata(settings.lake_dir / g["file"]).num_rows
+                    for g in ingest.manifest.garbage)
+    assert rewritten <= max(levels) * len(ids)  # merging all each time: 1,848 here
+    assert sorted(r[0] for r in Lake(settings.lake_dir).query("SELECT id FROM events")) == \
+        sorted(ids)
     ingest.close()
 
 
