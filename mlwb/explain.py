@@ -219,6 +219,8 @@ def explain(services: Services, principal: Principal, model: str, instances: Any
             version: Any = None, alias: str | None = None) -> dict[str, Any]:
     """Attributions for each instance, for a version, an alias, or (default) the champion."""
     principal.require(Role.viewer, Scope.predict, "explaining predictions")
+    if version is not None or alias is not None:  # as for predictions
+        principal.require(Role.scientist, Scope.predict, "asking for a specific model version")
     check_model_name(model)
     if version is not None and alias is not None:
         raise InputError("give version or alias, not both")

@@ -148,7 +148,8 @@ operation("post", "/api/models/{name}/explain",
           tag="serving", role=Role.viewer, scope=Scope.predict, errors=(404, 422),
           description="The output is the prediction (regression) or the probability of the "
                       "predicted class; the base value is its mean over a background sample "
-                      "of the version's reference data. Champion by default.",
+                      "of the version's reference data. Champion by default; asking for a "
+                      "version or alias needs the scientist role, as for predictions.",
           body=json_content({"allOf": [
               obj({"instances": {"type": "array", "items": FEATURES, "minItems": 1,
                                  "maxItems": MAX_ROWS},

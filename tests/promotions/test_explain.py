@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from mlwb import promotions as pr
-from mlwb.errors import InputError, NotFound, Unprocessable
+from mlwb.errors import InputError, NotFound, PermissionDenied, Unprocessable
 from mlwb.explain import explain
 from mlwb.roles import Scope
 from mlwb.services import Services
@@ -44,6 +44,11 @@ def test_linear_model_matches_the_closed_form_over_http(
         assert ex["output_value"] == pytest.approx(x @ LINEAR_WEIGHTS + 0.25)
         assert ex["base_value"] == pytest.approx(mean @ LINEAR_WEIGHTS + 0.25)
         assert sum(got) == pytest.approx(ex["output_value"] - ex["base_value"])
+    # A version of one's choosing is for scientists, as on /predict.
+    refused = client.post(f"/api/models/{model}/explain", headers=bearer("vic", Scope.predict),
+                          json={"instances": ROWS, "version": "1"})
+    assert refused.status_code == 403
+    assert "specific model version" in refused.get_json()["message"]
 
 
 def test_classifier_attributions_sum_to_the_predicted_class_probability(
@@ -51,7 +56,7 @@ def test_classifier_attributions_sum_to_the_predicted_class_probability(
     name = register(services, store, versions=1, kind="classifier")
     frame = store.classifier.reference
     rows = frame.iloc[[0, 150]].to_dict("records")
-    out = explain(services, people["vic"], name, rows, version=1)
+    out = explain(services, people["sam"], name, rows, version=1)
     assert out["background_rows"] == 100 and out["alias"] is None
     proba = store_model_proba(services, name, frame.iloc[[0, 150]])
     for i, ex in enumerate(out["explanations"]):
@@ -75,7 +80,7 @@ def store_model_proba(services: Services, name: str, frame) -> np.ndarray:  # ty
 def test_input_example_is_the_fallback_background(
         services: Services, people: dict[str, Principal], store: Store) -> None:
     name = register(services, store, versions=1, kind="linear_bare")
-    out = explain(services, people["vic"], name, ROWS[:1], version="1")
+    out = explain(services, people["sam"], name, ROWS[:1], version="1")
     assert out["background_source"] == "input_example" and out["background_rows"] == 3
     mean = store.linear_bare.reference[LINEAR_FEATURES].head(3).mean().to_numpy()
     got = np.array([out["explanations"][0]["attributions"][f] for f in LINEAR_FEATURES])
@@ -84,11 +89,13 @@ def test_input_example_is_the_fallback_background(
 
 def test_bad_requests_name_the_problem(services: Services, people: dict[str, Principal],
                                        model: str) -> None:
-    vic = people["vic"]
+    vic, sam = people["vic"], people["sam"]
     with pytest.raises(NotFound, match="no champion"):
         explain(services, vic, model, ROWS)
+    with pytest.raises(PermissionDenied, match="specific model version"):
+        explain(services, vic, model, ROWS, version=1)
     with pytest.raises(NotFound, match="no version '8'"):
-        explain(services, vic, model, ROWS, version=8)
+        explain(services, sam, model, ROWS, version=8)
     cases = [
         ([{"a": 1, "b": 2, "c": 3}], Unprocessable, "missing feature"),
         ([{**ROWS[0], "e": 1}], InputError, "unknown feature"),
@@ -100,7 +107,7 @@ def test_bad_requests_name_the_problem(services: Services, people: dict[str, Pri
     ]
     for rows, error, words in cases:
         with pytest.raises(error, match=words):
-            explain(services, vic, model, rows, version=1)
+            explain(services, sam, model, rows, version=1)
 
 
 def test_explains_a_torch_model_trained_by_the_experiments(

@@ -156,7 +156,7 @@ def test_refused_callers_cannot_add_metrics_series(world: World) -> None:
 
 def test_explain_refuses_a_version_it_cannot_verify(world: World) -> None:
     name = world.model("lr", record=False)
-    resp = world.client.post(f"/api/models/{name}/explain", headers=world.headers,
+    resp = world.client.post(f"/api/models/{name}/explain", headers=world.scientist,
                              json={"instances": world.rows(1), "version": 1})
     assert resp.status_code == 409 and "hash" in resp.get_json()["message"]
 
