@@ -42,19 +42,28 @@ log = logging.getLogger(__name__)
 INTERVAL = 0.02  # seconds the shipper lets events gather before a round trip
 RETRY = 0.25  # seconds between tries while Redis is unreachable
 ORPHAN_SCAN = 1.0  # seconds between looks for the spool files of dead processes
-MAX_LINES = 2000  # lines in one round trip at most
+MAX_LINES = 500  # lines in one round trip (one stream entry) at most
 TIMEOUT = 5.0  # seconds a round trip may take before Redis counts as unreachable
 
 # KEYS: the stream, the spool's offset key ('' for counts alone), then the rate-limit keys.
 # ARGV: the offset the lines start at, the one after them, the rate keys' TTL, the lines
 # ("table\tjson\n" each, joined; '' for none), then one hit count per rate key. The lines
-# become one stream entry (a shipment: the ingest splits it), added only if the stored
-# offset is where they start (missing: 0), so a call repeated after a lost reply adds
-# nothing twice. Returns each rate key's new total.
+# become one stream entry (a shipment: the ingest splits it). Only those past the stored
+# offset are added (missing: 0; it is always the end of a line): a call whose reply was
+# lost, and which is then repeated with more lines behind it, adds the rest once. Returns
+# each rate key's new total.
 SHIP = """
-if KEYS[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '0') == tonumber(ARGV[1]) then
-  if ARGV[4] ~= '' then redis.call('XADD', KEYS[1], '*', 'lines', ARGV[4]) end
-  redis.call('SET', KEYS[2], ARGV[2])
+if KEYS[2] ~= '' then
+  local at = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
+  if at < stop then
+    local from = 1
+    if at > start then from = at - start + 1 end
+    if #ARGV[4] >= from then
+      redis.call('XADD', KEYS[1], '*', 'lines', string.sub(ARGV[4], from))
+    end
+    redis.call('SET', KEYS[2], ARGV[2])
+  end
 end
 local totals = {}
 for r = 3, #KEYS do

@@ -106,3 +106,32 @@ def test_full_files_are_replaced_and_deleted_once_shipped(tmp_path: Path,
     shipper.close()  # a clean exit: everything shipped, no file left for a sibling
     assert not list(tmp_path.glob("*.spool"))
     assert redis_client.get(offset_key(last.stem)) is None
+
+
+def test_a_round_trip_whose_reply_was_lost_leaves_nothing_out(tmp_path: Path,
+                                                              redis_client: redis.Redis) -> None:
+    """A shipment that ran in Redis while the shipper gave up waiting (a timeout) is put back
+    and retried with the lines spooled meanwhile behind it: those are added, once. And if
+    Redis lost the offset (a restart without its data), later lines still ship."""
+    stream = f"test:spool-lost:{os.getpid()}"
+    redis_client.delete(stream)
+    limiter = FixedWindow(redis_client, f"spool-lost-{os.getpid()}", 10_000, 60)
+    shipper = Shipper(redis_client, stream, limiter, tmp_path)
+
+    def spool(ids: range) -> None:
+        for i in ids:
+            shipper.record([("predictions", b'{"id": "%d"}' % i)])
+
+    spool(range(3))
+    batch = shipper.spool.take(100)
+    assert batch is not None
+    shipper._round_trip(batch, {})  # it ran in Redis...
+    shipper.spool.untake(batch)  # ...but the shipper never heard back
+    spool(range(3, 6))
+    shipper.flush()
+    assert _shipped(redis_client, stream) == [b'{"id": "%d"}' % i for i in range(6)]
+    redis_client.delete(offset_key(batch.spool_id))
+    spool(range(6, 8))
+    shipper.flush()
+    assert _shipped(redis_client, stream) == [b'{"id": "%d"}' % i for i in range(8)]
+    shipper.close()
