@@ -13,7 +13,8 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """200 when Redis and the state DB answer; the event backlog is reported."""
+    """200 when Redis and the state DB answer; the event backlog is reported (stream entries
+    not landed yet: an API process's shipment of predictions is one)."""
     svc = services()
     checks: dict[str, object] = {}
     ok = True

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEDUPE_WINDOW_SECONDS = defaults.DEDUPE_WINDOW_SECONDS
 DEDUPE_MAX_IDS = defaults.DEDUPE_MAX_IDS
 FIRST_READ = 16  # entries in a batch's first read (then sized by what it held)
+MAX_READ = 64  # entries in one read at most (a shipment holds up to 500 events)
 GATHER = 0.8  # of the flush interval, spent letting a batch gather (the rest lands it)
 
 
@@ -171,6 +172,7 @@ class Ingest:
         # Work that must run under the lake's lock (retention, purges), between batches.
         self.hooks: list[Callable[[Ingest], None]] = []
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._new_folder = False  # a table's folder was made since the last commit began
         self.manifest = Manifest()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -191,6 +193,7 @@ class Ingest:
         self._lock_fh.write(str(os.getpid()))
         self._lock_fh.flush()
         self.manifest = read_manifest(self.lake_dir)
+        fsync_dir(self.lake_dir)  # folders a crashed predecessor made are durable from here
         self._sweep_orphans()
         self._load_recent_ids()
         self._check_head()
@@ -258,10 +261,11 @@ class Ingest:
             time.sleep(self.flush_seconds * GATHER)
         events = sum(_size(fields) for _, fields in entries)
         while events < self.batch:
-            # As many entries as the batch has room for, at the size seen so far (an entry
-            # can be a shipment of many events: the batch stays bounded).
+            # As many entries as the batch has room for at the size seen so far, and never
+            # more than MAX_READ at once: an entry can be a shipment of up to the shipper's
+            # MAX_LINES events, so a step holds at most batch + MAX_READ shipments' worth.
             room = (self.batch - events) * len(entries) // events
-            more = self._read(0, after=entries[-1][0], count=max(1, room))
+            more = self._read(0, after=entries[-1][0], count=max(1, min(room, MAX_READ)))
             if not more:
                 break
             entries.extend(more)
@@ -306,8 +310,7 @@ class Ingest:
             by_table[table].append((sid, row))
 
         version = self.manifest.version + 1
-        new_folders = [t for t in (*by_table, *(["dead_letters"] if dead else []))
-                       if not (self.lake_dir / t).is_dir()]
+        self._new_folder = False
         tables = {t: list(s) for t, s in self.manifest.tables.items()}
         seq, head = self.manifest.audit_seq, self.manifest.audit_hash
         landed = 0
@@ -337,7 +340,7 @@ class Ingest:
         if dead:
             segment = self._write_segment("dead_letters", dead, version)
             tables.setdefault("dead_letters", []).append(segment)
-        if new_folders:  # their entries in the lake's folder, before a manifest names them
+        if self._new_folder:  # its entry in the lake's folder, before a manifest names it
             fsync_dir(self.lake_dir)
         new = Manifest(version=version, last_id=entries[-1][0], audit_seq=seq, audit_hash=head,
                        tables=tables, garbage=list(self.manifest.garbage))
@@ -355,7 +358,9 @@ class Ingest:
     def _write_segment(self, table: str, rows: list[dict[str, Any]], version: int) -> Segment:
         spec = TABLES[table]
         folder = self.lake_dir / table
-        folder.mkdir(exist_ok=True)
+        if not folder.is_dir():
+            folder.mkdir()
+            self._new_folder = True
         name = f"{table}/{version:012d}-{uuid.uuid4().hex[:8]}.parquet"
         columns = {c.name: [r[c.name] for r in rows] for c in spec.all_columns}
         try:
@@ -409,13 +414,15 @@ class Ingest:
                       max(s.max_ts for s in old))
         after = time.time() + defaults.COMPACT_GRACE_SECONDS
         gone = {s.file for s in old}
-        kept = [s for s in self.manifest.tables[table] if s.file not in gone]
+        current = self.manifest.tables[table]
+        first = next(i for i, s in enumerate(current) if s.file in gone)  # the merge goes there
+        kept = [*current[:first], seg, *(s for s in current[first:] if s.file not in gone)]
         new = Manifest(
             version=self.manifest.version + 1,
             last_id=self.manifest.last_id,
             audit_seq=self.manifest.audit_seq,
             audit_hash=self.manifest.audit_hash,
-            tables={**self.manifest.tables, table: [seg, *kept]},
+            tables={**self.manifest.tables, table: kept},
             garbage=[*self.manifest.garbage, *({"file": s.file, "after": after} for s in old)],
         )
         write_manifest(self.lake_dir, new)

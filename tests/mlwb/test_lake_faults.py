@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 import redis
 
+from mlwb import ingest as ingest_module
 from mlwb.audit import audit, verify
 from mlwb.errors import InputError, StoreError
 from mlwb.events import EventSink
@@ -63,6 +64,26 @@ def test_a_shipment_lands_its_good_lines_and_dead_letters_each_bad_one(
     assert sorted(sid.partition("/")[2] for sid in dead) == ["", "1", "3", "5"]  # lines
     assert "nope" in next(why for sid, why in dead.items() if sid.endswith("/5"))
     assert empty in dead
+
+
+def test_a_batch_of_small_entries_then_shipments_stays_bounded(
+        settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads are sized by the entries seen so far, and at most MAX_READ entries at once: a
+    run of single events followed by large shipments cannot swell one batch."""
+    monkeypatch.setattr(ingest_module, "MAX_READ", 4)
+    sink = EventSink(redis_client)
+    sink.record_many("events", [{"kind": "single"} for _ in range(16)])
+    for s in range(40):
+        lines = [b'events\t{"id": "s%d-%d", "ts": 1700000000.5, "kind": "k"}' % (s, i)
+                 for i in range(50)]
+        redis_client.xadd("wb:events", {"lines": b"\n".join(lines) + b"\n"})
+    ingest = Ingest(redis_client, settings.lake_dir, batch=100).open()
+    try:
+        first = ingest.step()
+        assert 100 <= first <= 100 + 4 * 50  # unbounded, it took 2,016
+        assert first + drain(ingest) == 16 + 40 * 50
+    finally:
+        ingest.close()
 
 
 def test_undecodable_entries_are_dead_lettered_and_the_loop_goes_on(

@@ -171,7 +171,7 @@ def test_a_redis_that_stops_answering_is_a_503_until_it_answers(
     resume.start()
     try:
         assert predict(name, {"instances": world.rows(1)}).status_code == 200  # spooled
-        # Well before redis-py's default timeout (5 s): the shipper's own one applies.
+        # Well before redis-py 8's default timeout (5 s): the shipper's own one applies.
         until(lambda: shipper.failing is not None, timeout=4)
         resp = predict(name, {"instances": world.rows(1)})
     finally:
