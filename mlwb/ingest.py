@@ -79,11 +79,9 @@ def _events(sid: str, fields: dict[Any, Any]) -> list[tuple[str, dict[Any, Any]]
     is one event (``t``, ``d``) or a shipment of spooled ones (``lines``: ``table<TAB>json``
     lines, see :mod:`api.serving.shipper`), which lands whole in one manifest like any
     entry; a line without a table becomes a dead letter of its own."""
-    blob = fields.get(b"lines", fields.get("lines"))
+    blob = _shipment(fields)
     if blob is None:
         return [(sid, fields)]
-    if isinstance(blob, str):
-        blob = blob.encode("utf-8", "surrogatepass")
     lines = blob.split(b"\n")
     if lines[-1] == b"":
         lines.pop()  # the end of the last line
@@ -96,10 +94,16 @@ def _events(sid: str, fields: dict[Any, Any]) -> list[tuple[str, dict[Any, Any]]
     return events
 
 
+def _shipment(fields: dict[Any, Any]) -> bytes | None:
+    """The lines of a shipment entry as bytes; None for an entry of one event."""
+    blob = fields.get(b"lines", fields.get("lines"))
+    return blob.encode("utf-8", "surrogatepass") if isinstance(blob, str) else blob
+
+
 def _size(fields: dict[Any, Any]) -> int:
     """How many events an entry holds (at least one: an empty shipment is a dead letter)."""
-    blob = fields.get(b"lines", fields.get("lines"))
-    return 1 if blob is None else max(1, blob.count(b"\n" if isinstance(blob, bytes) else "\n"))
+    blob = _shipment(fields)
+    return 1 if blob is None else max(1, blob.count(b"\n"))
 
 
 def _level(file: str) -> int:
@@ -252,10 +256,11 @@ class Ingest:
         cost (5-7 ms of CPU) is shared by more rows. Without it (drains, tests) it takes
         only what is already there.
         """
-        entries = self._read(block_ms, count=min(FIRST_READ, self.batch))
+        first = min(FIRST_READ, self.batch)
+        entries = self._read(block_ms, count=first)
         if not entries:
             return 0
-        if block_ms and len(entries) < min(FIRST_READ, self.batch):
+        if block_ms and len(entries) < first:
             # Let the batch gather, then take it in as few reads as possible (each read
             # costs more CPU than the events it carries when they trickle in one by one).
             time.sleep(self.flush_seconds * GATHER)

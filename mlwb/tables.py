@@ -147,15 +147,13 @@ def stored_json(value: Any) -> str:
     try:  # orjson writes no escape but \u00XX: no surrogate can hide in its text
         return orjson.dumps(value, default=str, option=fastjson.SORTED).decode()
     except TypeError:  # what only `json` writes: a lone surrogate, an int beyond 64 bits
-        pass
-    try:
-        text = fastjson.dumps(value, default=str, sort_keys=True)
-        if b"\\ud" in text or b"\\uD" in text:  # `json` wrote a surrogate as an escape
-            text = fastjson.dumps(_scrub(value), default=str, sort_keys=True)
-    except RecursionError as exc:
-        raise _Refused("nested too deeply") from exc
-    return text.decode()
-
+        try:
+            text = canonical_json(value)
+            if "\\ud" in text or "\\uD" in text:  # a surrogate, written as an escape
+                text = fastjson.dumps(_scrub(value), default=str, sort_keys=True).decode()
+        except RecursionError as exc:
+            raise _Refused("nested too deeply") from exc
+        return text
 
 
 def _scrub(value: Any) -> Any:

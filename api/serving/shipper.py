@@ -57,9 +57,8 @@ if KEYS[2] ~= '' then
   local at = tonumber(redis.call('GET', KEYS[2]) or '0')
   local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
   if at < stop then
-    local from = 1
-    if at > start then from = at - start + 1 end
-    if #ARGV[4] >= from then
+    local from = math.max(at - start, 0) + 1
+    if from <= #ARGV[4] then
       redis.call('XADD', KEYS[1], '*', 'lines', string.sub(ARGV[4], from))
     end
     redis.call('SET', KEYS[2], ARGV[2])
