@@ -70,7 +70,9 @@ class Serving:
             self._refuse()
         if rows:
             try:
-                shipper.record([(table, fastjson.dumps(row, default=str))
+                # Sorted keys: the JSON columns' text is then their stored form, and the
+                # ingest lands the shipment column-wise (mlwb.columnar).
+                shipper.record([(table, fastjson.dumps(row, default=str, sort_keys=True))
                                 for table, row in rows])
             except OSError as exc:
                 raise StoreError(f"the prediction log's spool could not be written ({exc}); "

@@ -9,7 +9,7 @@ import redis
 from mlwb import defaults
 from mlwb.errors import InputError
 from mlwb.events import EventSink
-from mlwb.ingest import Ingest, IngestLocked, _level
+from mlwb.ingest import Ingest, IngestLocked, _arrow, _level
 from mlwb.lake import Lake
 from mlwb.manifest import read_manifest
 from mlwb.settings import Settings
@@ -60,7 +60,7 @@ def test_restart_after_crash_between_segment_and_manifest(
     entries = ingest._read(0, count=100)
     # Simulate the crash: write the segment file, but never the manifest.
     orphan = normalize_row("events", EventSink.prepare("events", {"kind": "orphan"}))
-    ingest._write_segment("events", [orphan], 99)
+    ingest._write_segment("events", _arrow("events", [orphan]), 99)
     ingest.close()
     assert len(entries) == 10
     again = Ingest(redis_client, settings.lake_dir).open()

@@ -1,0 +1,106 @@
+"""Shipments landed column-wise: one decode in C per shipment instead of work per row.
+
+A shipment (the spooled rows of one API process, see :mod:`api.serving.shipper`) holds up
+to hundreds of rows of one table, as the API wrote them: compact JSON with sorted keys,
+so each JSON column's text is already its stored form. Row by row, the ingest parsed each
+row into Python objects, checked every value and wrote the JSON columns back out: over
+20 us of CPU per prediction row, the larger part of the log's cost. Here one msgspec call
+decodes the whole shipment against the table's columns, keeps each JSON column's text as
+it came (checked to be JSON, never turned into objects), and the columns go to Arrow.
+
+Only what this path stores as the row path would is taken; for anything else :func:`land`
+returns None and the shipment lands row by row, each bad row a dead letter of its own:
+- the text is JSON and UTF-8, every row an object with only the table's columns, each
+  value already of its column's stored type (text for a text column, an int of
+  microseconds for a time, and so on: the row path's conversions are not repeated here),
+  required ones present;
+- ints within 64 bits and times within the lake's range.
+JSON text is kept as it was shipped: the API's rows come from orjson with sorted keys, the
+very text the row path would write. Another producer's text may differ from it and still
+hold the same values: keys in their order, numbers as written (a number beyond a double's
+range, which the row path stores as ``null``, stays as written; DuckDB reads it as
+infinity).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+
+from mlwb import defaults
+from mlwb.tables import TABLES, Table
+
+_NULL = msgspec.Raw(b"null")
+_TYPES: dict[str, Any] = {"string": str, "int": int, "float": float, "bool": bool,
+                          "timestamp": int}
+_INT64 = (-(2**63), 2**63 - 1)
+_TS_RANGE = (defaults.EARLIEST_TS * 1_000_000, defaults.LATEST_TS * 1_000_000)
+
+
+def split(blob: bytes) -> tuple[str, bytes] | None:
+    """A shipment whose lines are all of one table: that table and its rows as one JSON
+    array; None otherwise (no JSON text holds a raw newline, so lines split exactly)."""
+    table, tab, rest = blob.partition(b"\t")
+    if not tab or not rest.endswith(b"\n") or b"\n" in table:
+        return None
+    rows = rest[:-1].replace(b"\n" + table + b"\t", b",")
+    if b"\n" in rows:  # a line of another table
+        return None
+    return table.decode("ascii", "replace"), b"[" + rows + b"]"
+
+
+@cache
+def _decoder(name: str) -> tuple[msgspec.json.Decoder[Any], Table] | None:
+    """The decoder of ``name``'s rows; None for a table this path does not take."""
+    table = TABLES.get(name)
+    if table is None or name == "audit":  # audit rows are chained one by one
+        return None
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for col in table.all_columns:
+        if col.type == "json":
+            if col.required:
+                return None
+            fields.append((col.name, msgspec.Raw, _NULL))
+        elif col.required:
+            fields.append((col.name, _TYPES[col.type]))
+        else:
+            fields.append((col.name, _TYPES[col.type] | None, None))
+    row = msgspec.defstruct(f"{name}_row", fields, forbid_unknown_fields=True,
+                           kw_only=True)
+    return msgspec.json.Decoder(list[row]), table  # type: ignore[valid-type]
+
+
+def land(name: str, rows_json: bytes) -> dict[str, list[Any]] | None:
+    """The rows of ``rows_json`` (one JSON array of ``name`` rows) as lists of stored
+    values, one per column (Arrow takes them as they are); None when the row path must
+    take them."""
+    found = _decoder(name)
+    if found is None:
+        return None
+    decoder, table = found
+    if not rows_json.isascii():
+        try:  # msgspec checks the text of text columns, not of JSON values it keeps
+            rows_json.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        rows = decoder.decode(rows_json)
+    except (msgspec.DecodeError, ValueError, RecursionError):  # bad text, a bad value
+        return None
+    if not rows:
+        return None
+    columns: dict[str, list[Any]] = {}
+    for col in table.all_columns:
+        values = list(map(attrgetter(col.name), rows))
+        if col.type == "json":
+            values = [None if v == _NULL else bytes(v) for v in values]
+        elif col.type in ("int", "timestamp"):
+            low, high = _TS_RANGE if col.type == "timestamp" else _INT64
+            present = [v for v in values if v is not None] if not col.required else values
+            if present and (min(present) < low or max(present) > high):
+                return None
+        columns[col.name] = values
+    return columns
