@@ -17,6 +17,7 @@ EVENT_STREAM = "wb:events"
 INGEST_BATCH = 5000
 # The ingest flushes at least this often (seconds), so readers see data this fresh.
 INGEST_FLUSH_SECONDS = 0.5
+INGEST_NICE = 10  # the ingest's nice value: requests first, the log in the gaps
 # Segments per table before the ingest compacts the oldest ones into one file.
 COMPACT_AFTER_SEGMENTS = 64
 # Parquet compression of the segments the ingest writes as events arrive. They are small and

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     mail_from: str = "ml-workbench@localhost"
 
     ingest_flush_seconds: float = defaults.INGEST_FLUSH_SECONDS
+    # How far the ingest lowers its CPU priority (nice, 0..19): serving goes first, the log
+    # lands in the gaps (see wb.stack.background).
+    ingest_nice: int = Field(default=defaults.INGEST_NICE, ge=0, le=19)
     max_body_bytes: int = defaults.MAX_BODY_BYTES
     # Prediction requests one token (or person) may make per minute, across all workers.
     predict_rate_limit: int = 100_000

@@ -305,3 +305,9 @@ def test_a_real_compose_parser_refuses_a_missing_secret(tmp_path: Path) -> None:
         result = run_compose(tmp_path, env, "config", "-q")
         assert result.returncode != 0, missing
         assert f"set {missing}" in result.stderr, result.stderr
+
+
+def test_the_ingest_yields_the_cpu_to_the_api() -> None:
+    stack = services(raw())
+    assert stack["ingest"]["cpu_shares"] < 1024  # docker's default weight, the API's
+    assert "cpu_shares" not in stack["api"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -67,6 +68,7 @@ def ingest_cmd() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
     s = settings().check()
+    background(s.ingest_nice)
     client = redis_lib.Redis.from_url(s.effective_redis_url, socket_connect_timeout=5)
     ingest = Ingest(client, s.lake_dir, flush_seconds=s.ingest_flush_seconds).open()
     ingest.hooks.append(ingest_hook(EventSink(client), s.prediction_inputs_days))
@@ -83,6 +85,23 @@ def ingest_cmd() -> None:
         ingest.run(stop)
     finally:
         ingest.close()
+
+
+def background(nice: int) -> None:
+    """Lower this process's CPU priority by ``nice``: the ingest is background work (its
+    events are safe in Redis), and on a small box every millisecond it takes from a busy
+    core is a request's. Under Linux's autogroup scheduling (on by default on desktops and
+    many servers) each session competes as a whole, and a process's nice value only orders
+    the processes of its own session; ``wb up`` starts each child in its own session, so
+    the ingest lowers its session's group too (only when it leads that session: never the
+    group of a shell or supervisor it shares). In a container the cgroup decides instead
+    (``cpu_shares`` in docker-compose.yml)."""
+    if nice <= 0:
+        return
+    os.nice(nice)
+    if os.getsid(0) == os.getpid():
+        with contextlib.suppress(OSError):  # no autogroup (or not Linux): nice alone
+            Path("/proc/self/autogroup").write_text(f"{nice}\n")
 
 
 @click.command("up")
