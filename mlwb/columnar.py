@@ -15,16 +15,17 @@ returns None and the shipment lands row by row, each bad row a dead letter of it
   microseconds for a time, and so on: the row path's conversions are not repeated here),
   required ones present;
 - ints within 64 bits and times within the lake's range.
-JSON text is kept as it was shipped: the API's rows come from orjson with sorted keys, the
-very text the row path would write. Another producer's text may differ from it and still
-hold the same values: keys in their order, numbers as written (a number beyond a double's
-range, which the row path stores as ``null``, stays as written; DuckDB reads it as
-infinity).
+JSON text is kept as it was shipped. The API's rows come from orjson with sorted keys: the
+very text the row path writes (a row only ``json`` can write, the API marks with a leading
+space, and its shipment lands row by row). Another producer's text may differ from what
+the row path would write and still be valid JSON: keys in their order, escapes, number
+forms and spaces as written, a repeated key kept twice (the row path keeps the last), a
+number beyond a double's range as written (the row path: ``null``; DuckDB reads it as
+infinity), nesting a little deeper than the row path takes.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from operator import attrgetter
 from typing import Any
 
@@ -40,23 +41,38 @@ _INT64 = (-(2**63), 2**63 - 1)
 _TS_RANGE = (defaults.EARLIEST_TS * 1_000_000, defaults.LATEST_TS * 1_000_000)
 
 
-def split(blob: bytes) -> tuple[str, bytes] | None:
-    """A shipment whose lines are all of one table: that table and its rows as one JSON
-    array; None otherwise (no JSON text holds a raw newline, so lines split exactly)."""
+def split(blob: bytes) -> tuple[str, bytes, int] | None:
+    """A shipment whose lines are all of one table: that table, its rows as one JSON array
+    and how many lines it has; None otherwise. A JSON text holds no raw newline, so every
+    newline in a shipment ends a line. A line the API wrote with ``json`` instead of orjson
+    (a value orjson cannot write: its text differs) starts with a space, and the shipment
+    lands row by row."""
     table, tab, rest = blob.partition(b"\t")
-    if not tab or not rest.endswith(b"\n") or b"\n" in table:
+    if not tab or not rest.endswith(b"\n") or b"\n" in table or b"\t " in blob:
         return None
-    rows = rest[:-1].replace(b"\n" + table + b"\t", b",")
-    if b"\n" in rows:  # a line of another table
+    body = rest[:-1]
+    rows = body.replace(b"\n" + table + b"\t", b",")
+    if b"\n" in rows:  # a line of another table, or not a line of a table at all
         return None
-    return table.decode("ascii", "replace"), b"[" + rows + b"]"
+    return table.decode("ascii", "replace"), b"[" + rows + b"]", body.count(b"\n") + 1
 
 
-@cache
+_DECODERS: dict[str, tuple[msgspec.json.Decoder[Any], Table] | None] = {}
+
+
 def _decoder(name: str) -> tuple[msgspec.json.Decoder[Any], Table] | None:
     """The decoder of ``name``'s rows; None for a table this path does not take."""
+    if name in _DECODERS:
+        return _DECODERS[name]
     table = TABLES.get(name)
-    if table is None or name == "audit":  # audit rows are chained one by one
+    if table is None:  # not registered (yet): not remembered
+        return None
+    _DECODERS[name] = found = _build(table)
+    return found
+
+
+def _build(table: Table) -> tuple[msgspec.json.Decoder[Any], Table] | None:
+    if table.name == "audit":  # audit rows are chained one by one
         return None
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for col in table.all_columns:
@@ -68,15 +84,15 @@ def _decoder(name: str) -> tuple[msgspec.json.Decoder[Any], Table] | None:
             fields.append((col.name, _TYPES[col.type]))
         else:
             fields.append((col.name, _TYPES[col.type] | None, None))
-    row = msgspec.defstruct(f"{name}_row", fields, forbid_unknown_fields=True,
-                           kw_only=True)
+    row = msgspec.defstruct(f"{table.name}_row", fields, forbid_unknown_fields=True,
+                            kw_only=True)
     return msgspec.json.Decoder(list[row]), table  # type: ignore[valid-type]
 
 
-def land(name: str, rows_json: bytes) -> dict[str, list[Any]] | None:
-    """The rows of ``rows_json`` (one JSON array of ``name`` rows) as lists of stored
-    values, one per column (Arrow takes them as they are); None when the row path must
-    take them."""
+def land(name: str, rows_json: bytes, lines: int) -> dict[str, list[Any]] | None:
+    """The rows of ``rows_json`` (one JSON array of ``name`` rows, from ``lines`` lines)
+    as lists of stored values, one per column (Arrow takes them as they are); None when
+    the row path must take them."""
     found = _decoder(name)
     if found is None:
         return None
@@ -90,7 +106,7 @@ def land(name: str, rows_json: bytes) -> dict[str, list[Any]] | None:
         rows = decoder.decode(rows_json)
     except (msgspec.DecodeError, ValueError, RecursionError):  # bad text, a bad value
         return None
-    if not rows:
+    if len(rows) != lines:  # a line of two rows, or half a row: the row path refuses it
         return None
     columns: dict[str, list[Any]] = {}
     for col in table.all_columns:

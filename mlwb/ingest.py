@@ -376,6 +376,7 @@ class Ingest:
                         parts.append(_arrow(table, _chain(table, items, seq, head)))
                 if items and table == "audit":  # the chain covers exactly what landed
                     seq, head = items[-1][1]["seq"], items[-1][1]["hash"]
+            parts = [part for part in parts if part.num_rows]  # all seen before: no segment
             if not parts:
                 continue
             data = parts[0] if len(parts) == 1 else pa.concat_tables(parts)

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -90,18 +91,31 @@ def ingest_cmd() -> None:
 def background(nice: int) -> None:
     """Lower this process's CPU priority by ``nice``: the ingest is background work (its
     events are safe in Redis), and on a small box every millisecond it takes from a busy
-    core is a request's. Under Linux's autogroup scheduling (on by default on desktops and
-    many servers) each session competes as a whole, and a process's nice value only orders
-    the processes of its own session; ``wb up`` starts each child in its own session, so
-    the ingest lowers its session's group too (only when it leads that session: never the
-    group of a shell or supervisor it shares). In a container the cgroup decides instead
-    (``cpu_shares`` in docker-compose.yml)."""
+    core is a request's. Linux keeps a nice value per thread, so every thread the process
+    has already started (pyarrow's, the allocator's) is lowered too; later ones inherit it.
+    Under Linux's autogroup scheduling (on by default on desktops and many servers) each
+    session competes as a whole, and a nice value only orders the threads of one session;
+    ``wb up`` starts each child in its own session, so the ingest lowers its session's
+    group too (only when it leads that session: never the group of a shell or supervisor
+    it shares). In a container the cgroup decides instead (``cpu_shares`` in
+    docker-compose.yml)."""
     if nice <= 0:
         return
-    os.nice(nice)
-    if os.getsid(0) == os.getpid():
-        with contextlib.suppress(OSError):  # no autogroup (or not Linux): nice alone
-            Path("/proc/self/autogroup").write_text(f"{nice}\n")
+    value = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    tasks = Path("/proc/self/task")
+    for tid in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.setpriority(os.PRIO_PROCESS, tid, value)
+    if os.getsid(0) != os.getpid():
+        return
+    for _ in range(3):  # the kernel takes one autogroup change per 100 ms from a user
+        try:
+            Path("/proc/self/autogroup").write_text(f"{value}\n")
+            return
+        except BlockingIOError:
+            time.sleep(0.15)
+        except OSError:  # no autogroup (or not Linux): the threads' nice values alone
+            return
 
 
 @click.command("up")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 
@@ -70,10 +71,7 @@ class Serving:
             self._refuse()
         if rows:
             try:
-                # Sorted keys: the JSON columns' text is then their stored form, and the
-                # ingest lands the shipment column-wise (mlwb.columnar).
-                shipper.record([(table, fastjson.dumps(row, default=str, sort_keys=True))
-                                for table, row in rows])
+                shipper.record([(table, spool_json(row)) for table, row in rows])
             except OSError as exc:
                 raise StoreError(f"the prediction log's spool could not be written ({exc}); "
                                  "nothing was recorded, retry the request") from exc
@@ -253,6 +251,17 @@ def serve_call(
     state.count_and_log(call, rows)  # the rate-limit hit is counted even with the log off
     timings["log"] = (time.perf_counter() - t3) * 1e3
     return result, parsed
+
+
+def spool_json(row: dict[str, Any]) -> bytes:
+    """A row's spool text. orjson with sorted keys: each JSON column's text is then its
+    stored form, and the ingest lands the shipment column-wise (:mod:`mlwb.columnar`).
+    What only ``json`` writes (an integer beyond 64 bits, a lone surrogate) is other text
+    (escapes, float forms): a leading space sends its shipment the row-by-row way."""
+    try:
+        return orjson.dumps(row, default=str, option=fastjson.SORTED)
+    except TypeError:
+        return b" " + fastjson.dumps(row, default=str, sort_keys=True)
 
 
 def _rows(result: Result, parsed: Parsed, principal: Principal, started: float,
