@@ -54,7 +54,11 @@ GATHER = 0.8  # of the flush interval, spent letting a batch gather (the rest la
 
 def dedupe_key(table: str, row: dict[str, Any]) -> str:
     """Ids are unique per table and per caller: one client cannot shadow another's event."""
-    return f"{table}\x00{row.get('actor') or ''}\x00{row['id']}"
+    return _key(table, row.get("actor"), row["id"])
+
+
+def _key(table: str, actor: str | None, row_id: str) -> str:
+    return f"{table}\x00{actor or ''}\x00{row_id}"
 
 
 class IngestLocked(ConfigError):
@@ -411,11 +415,11 @@ class Ingest:
             return None
         table = found[0]  # type: ignore[index]
         ids = columns["id"]
-        actors = columns.get("actor") or [""] * len(ids)
-        keys = [f"{table}\x00{a or ''}\x00{i}" for i, a in zip(ids, actors, strict=True)]
+        actors = columns.get("actor") or [None] * len(ids)
+        keys = [_key(table, a, i) for i, a in zip(ids, actors, strict=True)]
         self.columnar_rows += len(keys)
         if (len(set(keys)) == len(keys) and self._seen.keys().isdisjoint(keys)
-                and fresh.keys().isdisjoint(keys)):  # dedupe_key's keys, all new
+                and fresh.keys().isdisjoint(keys)):  # all new
             fresh.update(dict.fromkeys(keys, now))
             return table, columns
         keep = []

@@ -30,6 +30,7 @@ from mlwb.predictions import row_id
 from mlwb.ratelimit import FixedWindow
 from mlwb.roles import Role, Scope
 from mlwb.services import Services
+from mlwb.tables import canonical_json
 from mlwb.users import Principal
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ def spool_json(row: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(row, default=str, option=fastjson.SORTED)
     except TypeError:
-        return b" " + fastjson.dumps(row, default=str, sort_keys=True)
+        return b" " + canonical_json(row).encode()
 
 
 def _rows(result: Result, parsed: Parsed, principal: Principal, started: float,
