@@ -14,9 +14,12 @@ from tests.factories import child_env
 
 
 def _group_nice(pid: int | str) -> int | None:
-    """The nice value of a process's autogroup (None without autogroup scheduling)."""
+    """The nice value of a process's autogroup: None without autogroup scheduling, or for a
+    process in no autogroup of its own (the kernel prints nothing for one that has never
+    been in a new session since boot, as in CI's containers)."""
     path = Path(f"/proc/{pid}/autogroup")
-    return int(path.read_text().split()[-1]) if path.exists() else None
+    words = path.read_text().split() if path.exists() else []
+    return int(words[-1]) if words else None
 
 
 def _threads_nice(pid: int) -> set[int]:
