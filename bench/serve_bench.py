@@ -145,9 +145,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def gunicorn(app: str, port: int, workers: int, threads: int, worker_class: str = WORKER_CLASS
              ) -> list[str]:
     """The gunicorn command every contender runs under."""
+    # Our worker pins itself to a core when there is a worker per core (mlwb.cpu_pin);
+    # the config file gives MLflow's uvicorn workers the same rule.
+    config = [] if worker_class == WORKER_CLASS else ["-c", "python:bench.gunicorn_pinned"]
     return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads",
             str(threads), "--worker-class", worker_class, "--bind", f"127.0.0.1:{port}",
-            "--log-level", "warning", app]
+            "--log-level", "warning", *config, app]
 
 
 def wrk(url: str, body: str, token: str | None, clients: int, seconds: int, rounds: int,

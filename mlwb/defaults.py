@@ -1,5 +1,7 @@
 """Documented defaults, one place, one comment each."""
 
+from typing import Literal
+
 # Where every file the product writes lives (lake, state DB, MLflow store, Redis AOF, logs).
 DATA_DIR = "data"
 # Port of the private redis-server `wb up` starts when REDIS_URL does not answer.
@@ -10,6 +12,8 @@ WORKBENCH_PORT = 8501
 # gunicorn processes and threads per process for the API.
 API_WORKERS = 2
 API_THREADS = 4
+# Pin each API worker to a core of its own: auto (when there is a worker per core), on, off.
+API_PIN_CPUS: Literal["auto", "on", "off"] = "auto"
 
 # Redis stream every process appends events to; the ingest process drains it.
 EVENT_STREAM = "wb:events"

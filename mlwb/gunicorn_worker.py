@@ -18,6 +18,10 @@ workers are forked. A worker publishes only while it runs and accepts: booting, 
 ``reuse_port`` (one socket per worker, so no sibling can take a connection) or one worker,
 nothing changes.
 
+With a worker per core, each worker also pins itself to a core of its own
+(:mod:`mlwb.cpu_pin`, ``WB_API_PIN_CPUS``); the shared table says which core each holds, so
+a replacement takes the core its predecessor left.
+
 It lives in ``mlwb``, not ``api``: gunicorn imports the worker class in the master, and a
 module under ``api`` would import the whole app there, so a HUP would fork workers with the
 old code.
@@ -33,12 +37,15 @@ from typing import Any, ClassVar
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from mlwb import cpu_pin
+
 WORKER_CLASS = "mlwb.gunicorn_worker.BalancedThreadWorker"  # what `wb api` gives gunicorn
 SLOTS = 64  # workers of one master that take part (more still serve, unbalanced)
 PAUSE = 0.001  # seconds a loaded worker leaves a new connection to a lighter sibling
 MAX_WAIT = 0.02  # after this long it accepts the connection itself
 STALE = 3.0  # seconds without a heartbeat after which a slot is ignored
-_FIELDS = 3  # per slot: pid, open connections, heartbeat (monotonic microseconds; 0: none)
+_FIELDS = 4  # per slot: pid, open connections, heartbeat (monotonic microseconds; 0: none),
+# the core the worker pinned itself to plus one (0: not pinned)
 
 
 class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -49,6 +56,7 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
     @classmethod
     def setup(cls) -> None:
         """In the master, before any fork: the shared table every worker will inherit."""
+        cpu_pin.mode()  # a wrong WB_API_PIN_CPUS stops gunicorn at start, saying why
         if cls._table is None:
             cls._table = memoryview(mmap.mmap(-1, SLOTS * _FIELDS * 8)).cast("q")
 
@@ -67,6 +75,7 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._pid = os.getpid()
         if not self.cfg.reuse_port:
             self._slot = self._claim()
+        self._pin()  # before gthread starts its threads: they inherit the core
         super().init_process()
 
     def load_wsgi(self) -> None:
@@ -136,10 +145,29 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
             held = table[slot * _FIELDS]
             if held == 0 or held == pid or not _alive(held):
                 table[slot * _FIELDS + 2] = 0  # no heartbeat until it runs
+                table[slot * _FIELDS + 3] = 0  # no core yet
                 table[slot * _FIELDS] = pid
                 if table[slot * _FIELDS] == pid:  # a race lost to a sibling: probe on
                     return slot
         return -1  # more workers than slots: this one serves without balancing
+
+    def _pin(self) -> None:
+        """Pin this worker to the core its live siblings hold least (``mlwb.cpu_pin``)."""
+        cpus = cpu_pin.usable_cpus()
+        if not cpu_pin.should_pin(cpu_pin.mode(), self.cfg.workers, len(cpus)):
+            return
+        table = self._table
+        taken = []
+        if table is not None:
+            for slot in range(SLOTS):
+                base = slot * _FIELDS
+                pid, core = table[base], table[base + 3]
+                if slot != self._slot and core > 0 and pid != self._pid and _alive(pid):
+                    taken.append(core - 1)
+        cpu = cpu_pin.choose(cpus, taken, self.age)
+        cpu_pin.pin(cpu)
+        if table is not None and self._slot >= 0:
+            table[self._slot * _FIELDS + 3] = cpu + 1
 
     def _publish(self) -> None:
         table = self._table

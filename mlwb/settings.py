@@ -13,6 +13,7 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     api_port: int = defaults.API_PORT
     api_workers: int = defaults.API_WORKERS
     api_threads: int = defaults.API_THREADS
+    # Each API worker on a core of its own (mlwb.cpu_pin): auto, on or off.
+    api_pin_cpus: Literal["auto", "on", "off"] = defaults.API_PIN_CPUS
     workbench_port: int = defaults.WORKBENCH_PORT
     # Public base URLs, used for redirects between the API's sign-in page and the workbench.
     api_url: str = ""

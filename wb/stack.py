@@ -36,6 +36,7 @@ def api_cmd(host: str | None, port: int | None, workers: int | None, threads: in
         "--timeout", "60",
         "api:create_app()",
     ]
+    os.environ["WB_API_PIN_CPUS"] = s.api_pin_cpus  # the worker reads it (a .env's too)
     os.execv(sys.executable, args)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,22 +44,32 @@ def spin():  # holds the GIL: the worker's main loop then waits for it after eve
 '''
 
 
-@pytest.fixture
-def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """gunicorn, 2 workers x 2 threads of the API's worker class, on a pid-echo app."""
+@contextlib.contextmanager
+def _gunicorn(tmp_path: Path, workers: int = 2, cpus: list[int] | None = None,
+              **env: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """gunicorn, ``workers`` x 2 threads of the API's worker class, on a pid-echo app
+    (on ``cpus`` only, when given: its affinity, as ``taskset`` would set it)."""
     (tmp_path / "pid_app.py").write_text(APP)
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "2",
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", "2",
          "--worker-class", WORKER_CLASS, "--bind", f"127.0.0.1:{port}", "pid_app:app"],
-        env=env, stdout=(tmp_path / "gunicorn.log").open("ab"), stderr=subprocess.STDOUT)
+        env=env, stdout=(tmp_path / "gunicorn.log").open("ab"), stderr=subprocess.STDOUT,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     try:
         wait_for(f"http://127.0.0.1:{port}/pid", proc=proc)
-        yield port, _until_both_answer(port)
+        yield port, proc
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """gunicorn, 2 workers x 2 threads of the API's worker class, on a pid-echo app."""
+    with _gunicorn(tmp_path) as (port, _):
+        yield port, _until_both_answer(port)
 
 
 def _until_both_answer(port: int) -> set[int]:
@@ -172,3 +184,59 @@ def test_the_worker_freezes_what_it_loaded(server) -> None:  # type: ignore[no-u
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/frozen")
     assert int(conn.getresponse().read()) > 10_000  # Flask and its imports at least
+
+
+TWO_CORES = sorted(os.sched_getaffinity(0))[:2]
+needs_two_cores = pytest.mark.skipif(len(TWO_CORES) < 2, reason="pinning needs two cores")
+
+
+def _cores(pid: int) -> set[tuple[int, ...]]:
+    """The cores each thread of process ``pid`` may run on (one tuple per distinct set)."""
+    return {tuple(sorted(os.sched_getaffinity(int(task.name))))
+            for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+@needs_two_cores
+def test_with_a_worker_per_core_each_worker_runs_on_a_core_of_its_own(tmp_path: Path) -> None:
+    """``auto``: 2 workers on 2 cores. Every thread of a worker (the request threads start
+    after the pinning) is on the worker's core; a replacement takes the core left free."""
+    with _gunicorn(tmp_path, cpus=TWO_CORES) as (port, _):
+        pids = _until_both_answer(port)
+        cores = {pid: _cores(pid) for pid in pids}
+        assert all(len(threads) == 1 for threads in cores.values()), cores  # one set each
+        assert sorted(next(iter(t)) for t in cores.values()) == [(c,) for c in TWO_CORES]
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        (replacement,) = _until_both_answer(port) - pids
+        assert _cores(replacement) == cores[victim]
+
+
+@needs_two_cores
+def test_fewer_workers_than_cores_are_left_to_the_scheduler(tmp_path: Path) -> None:
+    with _gunicorn(tmp_path, workers=1, cpus=TWO_CORES) as (port, _):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        assert _cores(_pid(conn)) == {tuple(TWO_CORES)}
+        conn.close()
+    with _gunicorn(tmp_path, workers=1, cpus=TWO_CORES, WB_API_PIN_CPUS="on") as (port, _):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        assert len(next(iter(_cores(_pid(conn))))) == 1  # "on" pins it all the same
+        conn.close()
+
+
+@needs_two_cores
+def test_pinning_switched_off(tmp_path: Path) -> None:
+    with _gunicorn(tmp_path, cpus=TWO_CORES, WB_API_PIN_CPUS="off") as (port, _):
+        for pid in _until_both_answer(port):
+            assert _cores(pid) == {tuple(TWO_CORES)}
+
+
+def test_a_wrong_pinning_setting_stops_gunicorn_saying_why(tmp_path: Path) -> None:
+    (tmp_path / "pid_app.py").write_text(APP)
+    env = {**os.environ, "WB_API_PIN_CPUS": "yes please",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--worker-class", WORKER_CLASS, "--bind",
+         f"127.0.0.1:{free_port()}", "pid_app:app"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "WB_API_PIN_CPUS='yes please' is not one of auto, on, off" in done.stderr

@@ -1,0 +1,61 @@
+"""Which CPU an API worker process runs on.
+
+A gunicorn worker runs its Python under one GIL, so it never uses more than one core for
+long, yet Linux moves its threads between cores: the poller on one, a request thread on
+the other, the shipper on a third. Every hand-off between them (the poller passing a
+connection, the GIL changing hands) then wakes a thread on another core, which in a
+virtual machine is an interrupt through the hypervisor, and the thread finds cold caches.
+With as many workers as cores, each worker pinned to a core of its own served the API 25-50%
+faster with a p99 a third lower on the 2-core VM of 2026-11-28 (``docs/serving.md``).
+
+``WB_API_PIN_CPUS``: ``auto`` (the default) pins when the API has at least one worker per
+usable core, the usual sizing of a box that serves, where no core is left idle to move to;
+with fewer workers than cores (a small API on a big shared host) the scheduler keeps
+choosing. ``on`` always pins, ``off`` never does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable
+
+MODES = ("auto", "on", "off")
+ENV = "WB_API_PIN_CPUS"
+
+
+def mode() -> str:
+    """The pinning mode from the environment (``wb api`` puts the setting there)."""
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"{ENV}={value!r} is not one of {', '.join(MODES)}: set it to auto "
+                         "(pin when there is a worker per core), on or off")
+    return value
+
+
+def usable_cpus() -> list[int]:
+    """The cores this process may run on (its affinity: a container's cpuset, taskset)."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def should_pin(how: str, workers: int, cpus: int) -> bool:
+    """Whether a worker of ``workers`` on ``cpus`` usable cores pins itself."""
+    if cpus < 2 or how == "off":
+        return False
+    return how == "on" or workers >= cpus
+
+
+def choose(cpus: list[int], taken: Iterable[int], age: int) -> int:
+    """The core the fewest live siblings hold, the first in this worker's own order among
+    equals (from ``age``, which gunicorn numbers from 1 per worker it starts: workers
+    booting at once, seeing no sibling pinned yet, still spread)."""
+    held = Counter(taken)
+    start = age % len(cpus)
+    order = cpus[start:] + cpus[:start]
+    return min(order, key=lambda cpu: held[cpu])  # min keeps the first of equals
+
+
+def pin(cpu: int) -> None:
+    """Run this process's calling thread, and every thread it starts from now on, on
+    ``cpu`` (call it before any other thread starts)."""
+    os.sched_setaffinity(0, {cpu})
