@@ -10,7 +10,9 @@ registration path, promotes them the product's way, then loads each contender wi
 requests, and prints ours vs the reference as ratios. Our API runs with auth, validation,
 rate limit and the prediction log on (the ingest process running), except in the
 ``log off`` row. Every contender runs under gunicorn with the same workers and threads
-(MLflow's FastAPI app under gunicorn's uvicorn worker).
+(MLflow's FastAPI app under gunicorn's uvicorn worker). The bare endpoint and ours run under
+the API's worker, which pins each worker to a core when there is a worker per core
+(``WB_API_PIN_CPUS=off`` for the stock behaviour); MLflow's workers are not pinned.
 """
 
 from __future__ import annotations
@@ -145,12 +147,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def gunicorn(app: str, port: int, workers: int, threads: int, worker_class: str = WORKER_CLASS
              ) -> list[str]:
     """The gunicorn command every contender runs under."""
-    # Our worker pins itself to a core when there is a worker per core (mlwb.cpu_pin);
-    # the config file gives MLflow's uvicorn workers the same rule.
-    config = [] if worker_class == WORKER_CLASS else ["-c", "python:bench.gunicorn_pinned"]
+    # Our worker pins itself to a core when there is a worker per core (mlwb.cpu_pin).
+    # MLflow's uvicorn workers run as `mlflow models serve` runs them, unpinned (pinned by
+    # the same rule they served alike: 73-141 requests/s at 8 clients, against 60-145).
     return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads",
             str(threads), "--worker-class", worker_class, "--bind", f"127.0.0.1:{port}",
-            "--log-level", "warning", *config, app]
+            "--log-level", "warning", app]
 
 
 def wrk(url: str, body: str, token: str | None, clients: int, seconds: int, rounds: int,

@@ -5,8 +5,9 @@ long, yet Linux moves its threads between cores: the poller on one, a request th
 the other, the shipper on a third. Every hand-off between them (the poller passing a
 connection, the GIL changing hands) then wakes a thread on another core, which in a
 virtual machine is an interrupt through the hypervisor, and the thread finds cold caches.
-With as many workers as cores, each worker pinned to a core of its own served the API 25-50%
-faster with a p99 a third lower on the 2-core VM of 2026-11-28 (``docs/serving.md``).
+With as many workers as cores, each worker pinned to a core of its own served 8-59% more
+predictions per second in 11 of 12 interleaved rounds on the 2-core VM of 2026-11-28, with a
+lower p99 (``docs/architecture.md``).
 
 ``WB_API_PIN_CPUS``: ``auto`` (the default) pins when the API has at least one worker per
 usable core, the usual sizing of a box that serves, where no core is left idle to move to;
