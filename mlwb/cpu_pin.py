@@ -9,10 +9,13 @@ With as many workers as cores, each worker pinned to a core of its own served 8-
 predictions per second in 11 of 12 interleaved rounds on the 2-core VM of 2026-11-28, with a
 lower p99 (``docs/architecture.md``).
 
-``WB_API_PIN_CPUS``: ``auto`` (the default) pins when the API has at least one worker per
-usable core, the usual sizing of a box that serves, where no core is left idle to move to;
-with fewer workers than cores (a small API on a big shared host) the scheduler keeps
-choosing. ``on`` always pins, ``off`` never does.
+``WB_API_PIN_CPUS``: ``auto`` (the default) pins when the API's workers fill the usable
+cores evenly (a worker per core, the usual sizing of a box that serves, or two per core),
+where no core is left idle to move to; with fewer workers than cores (a small API on a big
+shared host) the scheduler keeps choosing. ``on`` always pins, ``off`` never does. What
+pinning gives up: native code that releases the GIL (a torch forward pass, BLAS) can no
+longer run on a sibling's idle core. A CPU quota (``docker --cpus``, a Kubernetes limit)
+leaves the affinity as it is, so ``auto`` does not pin there.
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ ENV = "WB_API_PIN_CPUS"
 
 def mode() -> str:
     """The pinning mode from the environment (``wb api`` puts the setting there)."""
-    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    return parse(os.environ.get(ENV, "auto"))
+
+
+def parse(text: str) -> str:
+    """``auto``, ``on`` or ``off`` (any case, spaces around; empty: ``auto``)."""
+    value = text.strip().lower() or "auto"
     if value not in MODES:
         raise ValueError(f"{ENV}={value!r} is not one of {', '.join(MODES)}: set it to auto "
                          "(pin when there is a worker per core), on or off")
@@ -35,15 +43,20 @@ def mode() -> str:
 
 
 def usable_cpus() -> list[int]:
-    """The cores this process may run on (its affinity: a container's cpuset, taskset)."""
+    """The cores this process may run on (its affinity: a container's cpuset, taskset);
+    none where the system has no affinity call (macOS): nothing is pinned there."""
+    if not hasattr(os, "sched_getaffinity"):
+        return []
     return sorted(os.sched_getaffinity(0))
 
 
 def should_pin(how: str, workers: int, cpus: int) -> bool:
-    """Whether a worker of ``workers`` on ``cpus`` usable cores pins itself."""
+    """Whether a worker of ``workers`` on ``cpus`` usable cores pins itself. ``auto``: only
+    when the workers share the cores evenly (3 workers on 2 cores would leave two of them
+    at half speed on one core, while the balancer gives every worker as many connections)."""
     if cpus < 2 or how == "off":
         return False
-    return how == "on" or workers >= cpus
+    return how == "on" or (workers >= cpus and workers % cpus == 0)
 
 
 def choose(cpus: list[int], taken: Iterable[int], age: int) -> int:

@@ -20,7 +20,8 @@ nothing changes.
 
 With a worker per core, each worker also pins itself to a core of its own
 (:mod:`mlwb.cpu_pin`, ``WB_API_PIN_CPUS``); the shared table says which core each holds, so
-a replacement takes the core its predecessor left.
+a replacement takes the core its predecessor left (with ``reuse_port``, which has no table,
+workers spread by gunicorn's numbering alone).
 
 It lives in ``mlwb``, not ``api``: gunicorn imports the worker class in the master, and a
 module under ``api`` would import the whole app there, so a HUP would fork workers with the
@@ -64,6 +65,7 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._slot = -1
         self._pid = 0
+        self._core = 0  # the core this worker pinned itself to, plus one (0: not pinned)
         self._paused_until = 0.0
         self._waiting_since: float | None = None  # first deferral of the pending connection
         self._accepted = False  # accept() ran during the current loop step
@@ -153,8 +155,11 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def _pin(self) -> None:
         """Pin this worker to the core its live siblings hold least (``mlwb.cpu_pin``)."""
+        how = cpu_pin.mode()
+        if how == "off":
+            return
         cpus = cpu_pin.usable_cpus()
-        if not cpu_pin.should_pin(cpu_pin.mode(), self.cfg.workers, len(cpus)):
+        if not cpu_pin.should_pin(how, self.cfg.workers, len(cpus)):
             return
         table = self._table
         taken = []
@@ -165,9 +170,15 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
                 if slot != self._slot and core > 0 and pid != self._pid and _alive(pid):
                     taken.append(core - 1)
         cpu = cpu_pin.choose(cpus, taken, self.age)
-        cpu_pin.pin(cpu)
-        if table is not None and self._slot >= 0:
-            table[self._slot * _FIELDS + 3] = cpu + 1
+        try:
+            cpu_pin.pin(cpu)
+        except OSError as exc:  # the cpuset changed meanwhile, or a sandbox forbids it
+            self.log.warning("worker %s runs unpinned: core %s refused (%s)",
+                             self._pid, cpu, exc)
+            return
+        self._core = cpu + 1
+        if table is not None and self._slot >= 0 and table[self._slot * _FIELDS] == self._pid:
+            table[self._slot * _FIELDS + 3] = self._core
 
     def _publish(self) -> None:
         table = self._table
@@ -182,6 +193,7 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
             return
         table[base + 1] = self.nr_conns
         table[base + 2] = int(time.monotonic() * 1e6)
+        table[base + 3] = self._core  # again each step: a slot claimed anew gets it back
 
     def _retire(self) -> None:
         """Draining or gone: no sibling should leave connections to this worker."""

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlwb import defaults
+from mlwb import cpu_pin, defaults
 from mlwb.errors import ConfigError
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development", "placeholder"}
@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     api_threads: int = defaults.API_THREADS
     # Each API worker on a core of its own (mlwb.cpu_pin): auto, on or off.
     api_pin_cpus: Literal["auto", "on", "off"] = defaults.API_PIN_CPUS
+
+    @field_validator("api_pin_cpus", mode="before")
+    @classmethod
+    def _pin_mode(cls, value: object) -> object:
+        """Read as the worker reads it (mlwb.cpu_pin): any case, empty for auto."""
+        return cpu_pin.parse(value) if isinstance(value, str) else value
     workbench_port: int = defaults.WORKBENCH_PORT
     # Public base URLs, used for redirects between the API's sign-in page and the workbench.
     api_url: str = ""

@@ -21,7 +21,7 @@ def test_a_worker_takes_the_core_its_live_siblings_hold_least() -> None:
 
 
 @pytest.mark.parametrize(("how", "workers", "cpus", "pins"), [
-    ("auto", 2, 2, True), ("auto", 4, 2, True), ("auto", 2, 8, False),
+    ("auto", 2, 2, True), ("auto", 4, 2, True), ("auto", 2, 8, False), ("auto", 3, 2, False),
     ("on", 2, 8, True), ("off", 2, 2, False), ("on", 1, 1, False),
 ])
 def test_when_a_worker_pins_itself(how: str, workers: int, cpus: int, pins: bool) -> None:
@@ -36,3 +36,10 @@ def test_the_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(cpu_pin.ENV, "sometimes")
     with pytest.raises(ValueError, match="set it to auto"):
         cpu_pin.mode()
+
+
+def test_without_an_affinity_call_nothing_is_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS has no sched_getaffinity: the API starts unpinned there."""
+    monkeypatch.delattr("os.sched_getaffinity")
+    assert cpu_pin.usable_cpus() == []
+    assert not cpu_pin.should_pin("on", 2, len(cpu_pin.usable_cpus()))
