@@ -38,7 +38,7 @@ def parse(text: str) -> str:
     value = text.strip().lower() or "auto"
     if value not in MODES:
         raise ValueError(f"{ENV}={value!r} is not one of {', '.join(MODES)}: set it to auto "
-                         "(pin when there is a worker per core), on or off")
+                         "(pin when the workers fill the cores evenly), on or off")
     return value
 
 

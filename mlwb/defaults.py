@@ -12,7 +12,8 @@ WORKBENCH_PORT = 8501
 # gunicorn processes and threads per process for the API.
 API_WORKERS = 2
 API_THREADS = 4
-# Pin each API worker to a core of its own: auto (when there is a worker per core), on, off.
+# Pin each API worker to a core of its own: auto (when the workers fill the cores evenly),
+# on, off.
 API_PIN_CPUS: Literal["auto", "on", "off"] = "auto"
 
 # Redis stream every process appends events to; the ingest process drains it.

@@ -72,12 +72,6 @@ class Settings(BaseSettings):
     api_threads: int = defaults.API_THREADS
     # Each API worker on a core of its own (mlwb.cpu_pin): auto, on or off.
     api_pin_cpus: Literal["auto", "on", "off"] = defaults.API_PIN_CPUS
-
-    @field_validator("api_pin_cpus", mode="before")
-    @classmethod
-    def _pin_mode(cls, value: object) -> object:
-        """Read as the worker reads it (mlwb.cpu_pin): any case, empty for auto."""
-        return cpu_pin.parse(value) if isinstance(value, str) else value
     workbench_port: int = defaults.WORKBENCH_PORT
     # Public base URLs, used for redirects between the API's sign-in page and the workbench.
     api_url: str = ""
@@ -105,6 +99,12 @@ class Settings(BaseSettings):
     predict_rate_limit: int = 100_000
     # Days raw prediction inputs are kept; the ingest blanks older ones hourly (0: forever).
     prediction_inputs_days: int = 0
+
+    @field_validator("api_pin_cpus", mode="before")
+    @classmethod
+    def _pin_mode(cls, value: object) -> object:
+        """Read as the worker reads it (mlwb.cpu_pin): any case, empty for auto."""
+        return cpu_pin.parse(value) if isinstance(value, str) else value
 
     @field_validator("data_dir")
     @classmethod
