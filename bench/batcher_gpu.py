@@ -5,7 +5,7 @@ it loads ``api/serving/batcher.py`` by file path. Each of ``--clients`` threads 
 single-row requests to a digits CNN (``experiments.torch_models.DigitsCNN``'s shape,
 rebuilt here) for ``--seconds``; the same run is repeated with a maximum batch of 1.
 
-Usage: python bench/batcher_gpu.py [--clients 64] [--seconds 10] [--device auto]
+Usage: python bench/batcher_gpu.py [--clients 64] [--seconds 10] [--warmup 2] [--device auto]
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2,
+                        help="seconds of batched load first (CUDA context, kernels)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -94,7 +96,7 @@ def main() -> None:
     torch.manual_seed(0)
     module = DigitsCNN().to(device).eval()
     batcher_cls = load_batcher()
-    run(batcher_cls, module, device, args.clients, 2, 64)  # warm-up (CUDA context, kernels)
+    run(batcher_cls, module, device, args.clients, args.warmup, 64)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name}, {args.clients} client threads, {args.seconds:.0f} s each")
     results = {}
