@@ -174,5 +174,11 @@ def test_split_makes_one_json_array_of_one_table() -> None:
     assert columnar.split(b'predictions\t{"a":1}') is None  # not a whole line
     assert columnar.split(b"no table\n") is None
     assert columnar.split(b'predictions\t {"a":1}\n') is None  # written by json: row path
+    later = b'predictions\t{"a":1}\npredictions\t {"a":2}\npredictions\t{"a":3}\n'
+    assert columnar.split(later) is None  # a json-written line anywhere sends it row by row
+    assert columnar.split(b'predictions\t{"a":1}\n') == ("predictions", b'[{"a":1}]', 1)
+    three = b"".join(b'predictions\t{"a":%d}\n' % i for i in range(3))
+    assert columnar.split(three) == ("predictions", b'[{"a":0},{"a":1},{"a":2}]', 3)
+    assert columnar.split(b'\t{"a":1}\n\t{"a":2}\n') == ("", b'[{"a":1},{"a":2}]', 2)
     assert columnar.land("audit", b"[]", 0) is None  # audit rows are chained one by one
     assert columnar.land("no such table", b"[]", 0) is None
