@@ -167,11 +167,15 @@ class Orphan:
 
     def done(self) -> None:
         """Everything is shipped: delete the file."""
-        _remove(self.path, self.fd)
+        fd, self.fd = self.fd, -1
+        _remove(self.path, fd)
 
     def release(self) -> None:
-        """Leave it for another try."""
-        os.close(self.fd)
+        """Leave it for another try (nothing to do after :meth:`done`: its descriptor is
+        closed, and the number may belong to a file or socket opened since)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def orphans(directory: Path) -> Iterator[Orphan]:

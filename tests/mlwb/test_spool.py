@@ -57,6 +57,28 @@ def test_a_killed_writers_lines_are_an_orphan_and_a_live_ones_are_not(tmp_path: 
     assert not list(tmp_path.glob("*.spool"))
 
 
+def test_releasing_a_shipped_orphan_closes_nothing_of_anyone_elses(tmp_path: Path) -> None:
+    # The shipper releases an orphan when anything fails, also after done() (deleting the
+    # offset key can fail): the descriptor's number may already be another file's.
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "spool"), "3"],
+                            stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    assert proc.stdout is not None and proc.stdout.readline() == b"written\n"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    [orphan] = orphans(tmp_path / "spool")
+    number = orphan.fd
+    orphan.done()
+    fd = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT, 0o600)
+    if fd != number:  # usually the lowest free number is the orphan's old one; make it so
+        os.dup2(fd, number)
+        os.close(fd)
+    orphan.release()
+    os.write(number, b"still open")  # EBADF if release() closed it
+    os.close(number)
+    assert (tmp_path / "other").read_bytes() == b"still open"
+    orphan.release()  # twice is harmless too
+
+
 def test_a_torn_last_line_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "host-1-torn.spool"
     good = b"".join(_lines(3))
