@@ -322,8 +322,11 @@ class Shipper:
         while time.monotonic() < deadline:
             try:
                 self.flush()
-                if not self._pending():  # a clean exit leaves no file for a sibling
-                    self._forget(self.spool.drop_shipped(current=True))
+                # Under the round trip's lock: a batch the thread took after the flush is
+                # "handed over" but not landed, and its file must outlive a failed trip.
+                with self._ship_lock:
+                    if not self._pending():  # a clean exit leaves no file for a sibling
+                        self._forget(self.spool.drop_shipped(current=True))
                 return
             except Exception:
                 time.sleep(0.1)
