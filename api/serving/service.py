@@ -24,7 +24,7 @@ from api.serving.runtime import Arm, ModelRuntime
 from api.serving.schema import InputSchema, Parsed, Unsupported
 from api.serving.shipper import Shipper, client_for
 from mlwb import fastjson
-from mlwb.errors import InputError, StoreError
+from mlwb.errors import InputError, StoreError, Unprocessable
 from mlwb.prediction_ids import PredictionIds, new_request_id
 from mlwb.predictions import row_id
 from mlwb.ratelimit import FixedWindow
@@ -262,7 +262,21 @@ def spool_json(row: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(row, default=str, option=fastjson.SORTED)
     except TypeError:
-        return b" " + canonical_json(row).encode()
+        return b" " + _json_only(row)
+
+
+def _json_only(row: dict[str, Any]) -> bytes:
+    """What only ``json`` writes. Rows of a model without a signature hold whatever the
+    caller sent: nesting deeper than either writer goes (the body parser takes 1,024
+    levels), or keys neither writes, are refused before anything of the request is
+    spooled."""
+    try:
+        return canonical_json(row).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise Unprocessable(
+            "the inputs cannot be recorded in the prediction log (nested too deep, or "
+            f"keys that are not text: {type(exc).__name__}); nothing was recorded. Send "
+            "flatter rows, or register the model with a signature") from None
 
 
 def _rows(result: Result, parsed: Parsed, principal: Principal, started: float,

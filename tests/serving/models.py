@@ -73,7 +73,7 @@ class Zoo:
         return name
 
     def register_python(self, services: Services, name: str, python_model: Any,
-                        signature: ModelSignature) -> str:
+                        signature: ModelSignature | None) -> str:
         """``python_model`` logged as a pyfunc with ``signature``, registered as ``name``
         version 1 with its hash recorded (not promoted)."""
         with global_uris(self.uri):

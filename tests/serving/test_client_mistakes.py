@@ -202,3 +202,32 @@ def test_refused_requests_count_against_the_rate_limit(
     assert predict(name, {"instances": world.rows(1)}).status_code == 200  # the 4th hit
     assert predict(name, {"instances": [{"nope": 1}]}).status_code == 400  # the 5th: over
     assert predict(name, {"instances": world.rows(1)}).status_code == 429
+
+
+class Rows(PythonModel):  # type: ignore[misc]
+    """A pyfunc without a signature: one constant per row, whatever the row holds."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> list[float]:
+        return [1.0] * len(model_input)
+
+
+@pytest.mark.parametrize("path", ["predict", "invocations"])
+def test_inputs_too_deep_to_record_are_a_422_and_leave_no_row(world: World, path: str
+                                                              ) -> None:
+    # A model without a signature takes its records unchecked; a body parser goes deeper
+    # (1,024 levels) than any JSON writer of the log will (orjson 255, json ~950 here).
+    name = world.zoo.register_python(world.services, f"untyped-{next(_names)}", Rows(), None)
+    world.promote(name, 1)
+    url = f"/api/models/{name}/{path}"
+    key = "instances" if path == "predict" else "dataframe_records"
+    assert world.client.post(url, json={key: [{"x": 1}]},
+                             headers=world.headers).status_code == 200
+    deep = f'{{"{key}": [{{"x": {"[" * 1000 + "]" * 1000}}}]}}'
+    body = client_error(world.client.post(url, data=deep, headers={**world.headers, **JSON}),
+                        422)
+    assert "recorded" in body["message"]
+    world.land()
+    n = world.services.lake.df("SELECT count(*) AS n FROM predictions WHERE model = ?",
+                               [name])["n"][0]
+    assert n == 1  # the first request's row; nothing of the refused one
