@@ -58,5 +58,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from api.serving.fastpath import install
 
     install(app)  # the common prediction call, served without Flask's request machinery
+    from api.serving.service import serving
+
+    serving(app).shipper.start_if_left_over()  # rows of a stopped process's spool
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return app

@@ -178,6 +178,12 @@ class Orphan:
             os.close(fd)
 
 
+def any_files(directory: Path) -> bool:
+    """Whether ``directory`` holds spool files (of live processes or dead ones): a look, no
+    locks taken."""
+    return directory.is_dir() and any(directory.glob(f"*{SUFFIX}"))
+
+
 def orphans(directory: Path) -> Iterator[Orphan]:
     """Spool files under ``directory`` whose owner is gone, each locked for the caller."""
     if not directory.is_dir():

@@ -35,7 +35,7 @@ import redis
 
 from mlwb.ratelimit import FixedWindow
 from mlwb.redis_script import FastScript
-from mlwb.spool import Batch, Spool, orphans
+from mlwb.spool import Batch, Spool, any_files, orphans
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,14 @@ class Shipper:
         if shipped:
             log.info("shipped %d events left in the spool of a stopped process", shipped)
         return shipped
+
+    def start_if_left_over(self) -> bool:
+        """At boot: start shipping now if spool files are already there (a stopped
+        process's rows reach the lake without waiting for this process's first request).
+        True if the thread runs."""
+        if any_files(self.spool_dir):
+            self._start()
+        return self._thread is not None
 
     def _start(self) -> None:
         with self._lock:

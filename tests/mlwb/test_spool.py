@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from pathlib import Path
 
 import redis
@@ -14,6 +16,8 @@ import redis
 from api.serving.shipper import Shipper, offset_key
 from mlwb.ingest import _events
 from mlwb.ratelimit import FixedWindow
+from mlwb.services import Services
+from mlwb.settings import Settings
 from mlwb.spool import Spool, orphans
 
 WRITER = textwrap.dedent("""
@@ -157,3 +161,46 @@ def test_a_round_trip_whose_reply_was_lost_leaves_nothing_out(tmp_path: Path,
     shipper.flush()
     assert _shipped(redis_client, stream) == [b'{"id": "%d"}' % i for i in range(8)]
     shipper.close()
+
+
+ORPHAN = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from mlwb.spool import Spool
+    spool = Spool(Path(sys.argv[1]))
+    for i in range(int(sys.argv[3])):
+        line = b'predictions\\t{"id": "%s-%d"}\\n' % (sys.argv[2].encode(), i)
+        spool.append(line, [line])
+    print("written", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_booting_api_ships_a_stopped_processs_spool_without_a_request(
+        settings: Settings, services: Services) -> None:
+    from api import create_app
+
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-c", ORPHAN, str(settings.spool_dir), marker,
+                             "40"], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    assert proc.stdout is not None and proc.stdout.readline() == b"written\n"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    create_app(settings, services)  # and no request
+    deadline = time.monotonic() + 30
+    mine: list[bytes] = []
+    while time.monotonic() < deadline and len(mine) < 40:
+        mine = [d for d in _shipped(services.redis, services.sink.stream)
+                if marker.encode() in d]
+        time.sleep(0.2)
+    assert mine == [b'{"id": "%s-%d"}' % (marker.encode(), i) for i in range(40)]
+    assert not list(settings.spool_dir.glob("*.spool"))  # shipped, then deleted
+
+
+def test_a_booting_api_with_no_spool_files_starts_no_thread(settings: Settings,
+                                                             services: Services) -> None:
+    from api import create_app
+    from api.serving.service import serving
+
+    app = create_app(settings, services)
+    assert serving(app).shipper._thread is None  # started by the first request instead
