@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from mlwb import cpu_pin
 from wb.context import settings
 
 
@@ -36,7 +37,7 @@ def api_cmd(host: str | None, port: int | None, workers: int | None, threads: in
         "--timeout", "60",
         "api:create_app()",
     ]
-    os.environ["WB_API_PIN_CPUS"] = s.api_pin_cpus  # the worker reads it (a .env's too)
+    os.environ[cpu_pin.ENV] = s.api_pin_cpus  # the worker reads it (a .env's too)
     os.execv(sys.executable, args)
 
 

@@ -256,13 +256,11 @@ class Shipper:
             log.info("shipped %d events left in the spool of a stopped process", shipped)
         return shipped
 
-    def start_if_left_over(self) -> bool:
+    def start_if_left_over(self) -> None:
         """At boot: start shipping now if spool files are already there (a stopped
-        process's rows reach the lake without waiting for this process's first request).
-        True if the thread runs."""
+        process's rows reach the lake without waiting for this process's first request)."""
         if any_files(self.spool_dir):
             self._start()
-        return self._thread is not None
 
     def _start(self) -> None:
         with self._lock:

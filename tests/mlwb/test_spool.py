@@ -25,8 +25,9 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from mlwb.spool import Spool
     spool = Spool(Path(sys.argv[1]))
+    prefix = sys.argv[3].encode() if len(sys.argv) > 3 else b""  # ids "<prefix><i>"
     for i in range(int(sys.argv[2])):
-        line = b'predictions\\t{"id": "%d"}\\n' % i
+        line = b'predictions\\t{"id": "%s%d"}\\n' % (prefix, i)
         spool.append(line, [line])
     print("written", flush=True)
     time.sleep(60)  # alive, holding its lock, until killed
@@ -163,26 +164,14 @@ def test_a_round_trip_whose_reply_was_lost_leaves_nothing_out(tmp_path: Path,
     shipper.close()
 
 
-ORPHAN = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from mlwb.spool import Spool
-    spool = Spool(Path(sys.argv[1]))
-    for i in range(int(sys.argv[3])):
-        line = b'predictions\\t{"id": "%s-%d"}\\n' % (sys.argv[2].encode(), i)
-        spool.append(line, [line])
-    print("written", flush=True)
-    time.sleep(60)
-""")
-
-
 def test_a_booting_api_ships_a_stopped_processs_spool_without_a_request(
         settings: Settings, services: Services) -> None:
     from api import create_app
 
     marker = uuid.uuid4().hex
-    proc = subprocess.Popen([sys.executable, "-c", ORPHAN, str(settings.spool_dir), marker,
-                             "40"], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(settings.spool_dir), "40",
+                             f"{marker}-"], stdout=subprocess.PIPE,
+                            cwd=Path(__file__).parents[2])
     assert proc.stdout is not None and proc.stdout.readline() == b"written\n"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
