@@ -1,12 +1,13 @@
-"""Shipments landed column-wise: one decode in C per shipment instead of work per row.
+"""Shipments landed column-wise: decoded in C, in place, instead of work per row in Python.
 
 A shipment (the spooled rows of one API process, see :mod:`api.serving.shipper`) holds up
 to hundreds of rows of one table, as the API wrote them: compact JSON with sorted keys,
 so each JSON column's text is already its stored form. Row by row, the ingest parsed each
 row into Python objects, checked every value and wrote the JSON columns back out: over
-20 us of CPU per prediction row, the larger part of the log's cost. Here one msgspec call
-decodes the whole shipment against the table's columns, keeps each JSON column's text as
-it came (checked to be JSON, never turned into objects), and the columns go to Arrow.
+20 us of CPU per prediction row, the larger part of the log's cost. Here msgspec decodes
+each row in place in the shipment (no copy of its text) against the table's columns,
+keeps each JSON column's text as it came (checked to be JSON, never turned into objects),
+and the columns go to Arrow: a JSON column as one buffer of its texts, joined at once.
 
 Only what this path stores as the row path would is taken; for anything else :func:`land`
 returns None and the shipment lands row by row, each bad row a dead letter of its own:
@@ -26,10 +27,13 @@ infinity), nesting a little deeper than the row path takes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import Any
 
 import msgspec
+import numpy as np
+import pyarrow as pa
 
 from mlwb import defaults
 from mlwb.tables import TABLES, Table
@@ -38,28 +42,37 @@ _NULL = msgspec.Raw(b"null")
 _TYPES: dict[str, Any] = {"string": str, "int": int, "float": float, "bool": bool,
                           "timestamp": int}
 _INT64 = (-(2**63), 2**63 - 1)
+_STRING_BYTES = 2**31 - 1  # the most text one Arrow string array holds
 _TS_RANGE = (defaults.EARLIEST_TS * 1_000_000, defaults.LATEST_TS * 1_000_000)
 
 
-def split(blob: bytes) -> tuple[str, bytes, int] | None:
-    """A shipment whose lines are all of one table: that table, its rows as one JSON array
-    and how many lines it has; None otherwise. A JSON text holds no raw newline, so every
-    newline in a shipment ends a line. A line the API wrote with ``json`` instead of orjson
-    (a value orjson cannot write: its text differs) starts with a space, and the shipment
-    lands row by row."""
-    table, tab, rest = blob.partition(b"\t")
-    if not tab or not rest.endswith(b"\n") or b"\n" in table or rest.startswith(b" "):
+def split(blob: bytes) -> tuple[str, list[memoryview]] | None:
+    """A shipment whose lines are all of one table: that table and each line's JSON text
+    (views into ``blob``, nothing copied); None otherwise. A JSON text holds no raw
+    newline, so every newline in a shipment ends a line. Every text must start with ``{``
+    (a row is an object): a line the API wrote with ``json`` instead of orjson (a value
+    orjson cannot write: its text differs) starts with a space, and the shipment lands row
+    by row, as does one with a line of another table or text that is not UTF-8."""
+    tab = blob.find(b"\t")
+    if tab < 0 or not blob.endswith(b"\n"):
         return None
-    body = rest[:-1]
-    sep = b"\n" + table + b"\t"
-    if sep + b" " in body:  # (a long needle: a fast search, unlike a 2-byte one)
+    prefix = blob[:tab + 1]
+    if b"\n" in prefix:
         return None
-    rows = body.replace(sep, b",")
-    if b"\n" in rows:  # a line of another table, or not a line of a table at all
-        return None
-    # Each separator replaced shortened the text by len(sep) - 1: no count pass needed.
-    return (table.decode("ascii", "replace"), b"[" + rows + b"]",
-            (len(body) - len(rows)) // (len(sep) - 1) + 1)
+    if not blob.isascii():
+        try:  # msgspec checks the text of text columns, not of JSON values it keeps
+            blob.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    view, skip, texts, at, end = memoryview(blob), tab + 1, [], 0, len(blob)
+    while at < end:
+        stop = blob.index(b"\n", at)
+        # (the prefix holds no newline: a line that starts with it is longer than it)
+        if not blob.startswith(prefix, at) or blob[at + skip] != 0x7B:  # "{"
+            return None
+        texts.append(view[at + skip:stop])
+        at = stop + 1
+    return prefix[:-1].decode("ascii", "replace"), texts
 
 
 _DECODERS: dict[str, tuple[msgspec.json.Decoder[Any], Table] | None] = {}
@@ -91,37 +104,70 @@ def _build(table: Table) -> tuple[msgspec.json.Decoder[Any], Table] | None:
             fields.append((col.name, _TYPES[col.type] | None, None))
     row = msgspec.defstruct(f"{table.name}_row", fields, forbid_unknown_fields=True,
                             kw_only=True)
-    return msgspec.json.Decoder(list[row]), table  # type: ignore[valid-type]
+    return msgspec.json.Decoder(row), table
 
 
-def land(name: str, rows_json: bytes, lines: int) -> dict[str, list[Any]] | None:
-    """The rows of ``rows_json`` (one JSON array of ``name`` rows, from ``lines`` lines)
-    as lists of stored values, one per column (Arrow takes them as they are); None when
-    the row path must take them."""
+def land(name: str, texts: list[memoryview]) -> dict[str, Sequence[Any]] | None:
+    """The rows of ``texts`` (one JSON object of ``name`` each, from :func:`split`) as
+    stored values, one sequence per column (a JSON column's values are its texts as
+    ``msgspec.Raw``: :func:`arrow` takes them as they are); None when the row path must
+    take them."""
     found = _decoder(name)
-    if found is None:
+    if found is None or not texts:
         return None
     decoder, table = found
-    if not rows_json.isascii():
-        try:  # msgspec checks the text of text columns, not of JSON values it keeps
-            rows_json.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    try:
-        rows = decoder.decode(rows_json)
-    except (msgspec.DecodeError, ValueError, RecursionError):  # bad text, a bad value
-        return None
-    if len(rows) != lines:  # a line of two rows, or half a row: the row path refuses it
-        return None
-    columns: dict[str, list[Any]] = {}
+    try:  # one call per row: cheaper than making one JSON array of them all
+        rows = list(map(decoder.decode, texts))
+    except (msgspec.DecodeError, ValueError, RecursionError):  # bad text, a bad value,
+        return None  # two rows on a line, half a row
+    names = [col.name for col in table.all_columns]
+    by_column = zip(*map(attrgetter(*names), rows), strict=True)
+    columns: dict[str, Sequence[Any]] = dict(zip(names, by_column, strict=True))
     for col in table.all_columns:
-        values = list(map(attrgetter(col.name), rows))
-        if col.type == "json":
-            values = [None if v == _NULL else bytes(v) for v in values]
-        elif col.type in ("int", "timestamp"):
+        if col.type in ("int", "timestamp"):
             low, high = _TS_RANGE if col.type == "timestamp" else _INT64
-            present = [v for v in values if v is not None] if not col.required else values
+            values = columns[col.name]
+            present = values if col.required else [v for v in values if v is not None]
             if present and (min(present) < low or max(present) > high):
                 return None
-        columns[col.name] = values
     return columns
+
+
+def arrow(name: str, columns: Mapping[str, Sequence[Any]]) -> pa.Table:
+    """Columns from :func:`land` (of one shipment or several, joined) as an Arrow table;
+    raises what ``pa.table`` raises for a value it cannot hold."""
+    table = TABLES[name]
+    return pa.table({col.name: _json_array(columns[col.name]) if col.type == "json"
+                     else columns[col.name] for col in table.all_columns},
+                    schema=table.arrow_schema)
+
+
+def plain(name: str, columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Columns from :func:`land` with each JSON text as bytes (None for null): what the
+    row path takes."""
+    json_cols = {col.name for col in TABLES[name].all_columns if col.type == "json"}
+    return {k: [None if v == _NULL else bytes(v) for v in vals] if k in json_cols
+            else list(vals) for k, vals in columns.items()}
+
+
+def _json_array(texts: Sequence[msgspec.Raw | bytes]) -> pa.Array:
+    """JSON texts as one string array, built from their bytes at once: no conversion per
+    value (their UTF-8 was checked with their shipment's). ``null`` is a null."""
+    n = len(texts)
+    sizes = np.fromiter(map(len, texts), np.int64, n)
+    nulls = [i for i in np.flatnonzero(sizes == len(_NULL)).tolist() if texts[i] == _NULL]
+    if int(sizes.sum()) > _STRING_BYTES:  # beyond one array's offsets: let Arrow chunk it
+        return pa.array([None if v == _NULL else bytes(v) for v in texts], pa.string())
+    validity = None
+    if nulls:
+        gone = set(nulls)
+        texts = [b"" if i in gone else v for i, v in enumerate(texts)]
+        sizes[nulls] = 0
+        valid = np.ones(n, np.bool_)
+        valid[nulls] = False
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets),
+                                                  pa.py_buffer(b"".join(texts))],
+                                 null_count=len(nulls))

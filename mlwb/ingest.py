@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from itertools import compress
 from pathlib import Path
@@ -357,9 +357,9 @@ class Ingest:
             items = by_table.get(table, [])
             if table in chunks:
                 try:
-                    parts.append(pa.table(chunks[table], schema=TABLES[table].arrow_schema))
+                    parts.append(columnar.arrow(table, chunks[table]))
                 except _CONVERSION_ERRORS:  # not seen: columnar.land checks every value
-                    items = [*_rows_of(table, chunks[table]), *items]
+                    items = [*_rows_of(table, columnar.plain(table, chunks[table])), *items]
             if items:
                 try:
                     parts.append(_arrow(table, _chain(table, items, seq, head)))
@@ -405,7 +405,7 @@ class Ingest:
         return landed
 
     def _columnar(self, entry: dict[Any, Any], now: float, fresh: dict[str, float]
-                  ) -> tuple[str, dict[str, list[Any]]] | None:
+                  ) -> tuple[str, dict[str, Sequence[Any]]] | None:
         """A shipment's rows column-wise (:mod:`mlwb.columnar`), less those seen before;
         None when it must land row by row."""
         blob = _shipment(entry)

@@ -32,7 +32,9 @@ def prediction(i: int, **changes: Any) -> dict[str, Any]:
                    "nested": {"b": [1, 2.5e-7, None, True], "a": {}}, "big": 2**62 + i,
                    "tiny": 5e-324, "ctrl": "\x01"},
         "outputs": {"prediction": i % 2, "probabilities": {"1": 0.75, "0": 0.25}},
-        "latency_ms": 0.5 + i, "timings": {"validate": 0.01, "model": 0.1},
+        "latency_ms": 0.5 + i,
+        # JSON nulls, and texts as long as "null", stored as their own column's
+        "timings": (None, True, "ab", {"validate": 0.01, "model": 0.1})[i % 4],
         "run_id": None if i % 4 == 0 else "run-1",
     }
     row.update(changes)
@@ -168,17 +170,29 @@ def test_a_shipment_of_two_tables_lands_row_by_row(tmp_path: Path,
     assert Lake(ingest.lake_dir).query("SELECT label FROM feedback") == [("1",)]
 
 
-def test_split_makes_one_json_array_of_one_table() -> None:
+def texts(blob: bytes) -> tuple[str, list[bytes]] | None:
+    found = columnar.split(blob)
+    return None if found is None else (found[0], [bytes(t) for t in found[1]])
+
+
+def test_split_finds_each_row_of_one_table() -> None:
     blob = b'predictions\t{"a":1}\npredictions\t{"a":"x\\ny"}\n'
-    assert columnar.split(blob) == ("predictions", b'[{"a":1},{"a":"x\\ny"}]', 2)
-    assert columnar.split(b'predictions\t{"a":1}') is None  # not a whole line
-    assert columnar.split(b"no table\n") is None
-    assert columnar.split(b'predictions\t {"a":1}\n') is None  # written by json: row path
+    assert texts(blob) == ("predictions", [b'{"a":1}', b'{"a":"x\\ny"}'])
+    assert texts(b'predictions\t{"a":1}') is None  # not a whole line
+    assert texts(b"no table\n") is None
+    assert texts(b'predictions\t {"a":1}\n') is None  # written by json: row path
     later = b'predictions\t{"a":1}\npredictions\t {"a":2}\npredictions\t{"a":3}\n'
-    assert columnar.split(later) is None  # a json-written line anywhere sends it row by row
-    assert columnar.split(b'predictions\t{"a":1}\n') == ("predictions", b'[{"a":1}]', 1)
+    assert texts(later) is None  # a json-written line anywhere sends it row by row
+    assert texts(b'predictions\t{"a":1}\n') == ("predictions", [b'{"a":1}'])
     three = b"".join(b'predictions\t{"a":%d}\n' % i for i in range(3))
-    assert columnar.split(three) == ("predictions", b'[{"a":0},{"a":1},{"a":2}]', 3)
-    assert columnar.split(b'\t{"a":1}\n\t{"a":2}\n') == ("", b'[{"a":1},{"a":2}]', 2)
-    assert columnar.land("audit", b"[]", 0) is None  # audit rows are chained one by one
-    assert columnar.land("no such table", b"[]", 0) is None
+    assert texts(three) == ("predictions", [b'{"a":%d}' % i for i in range(3)])
+    assert texts(b'\t{"a":1}\n\t{"a":2}\n') == ("", [b'{"a":1}', b'{"a":2}'])
+    assert texts(b'predictions\t{"a":1}\npredictions\t\n') is None  # an empty line
+    assert texts(b'predictions\t{"a":1}\n\n') is None
+    assert texts(b'predictions\t{"a":1}\nfeedback\t{"a":1}\n') is None
+    assert texts(b'predictions\t{"a":1}\npredictions\t[1]\n') is None  # not an object
+    assert texts(b'predictions\t{"a":"\xff"}\n') is None  # not UTF-8
+    assert texts('predictions\t{"a":"naïve"}\n'.encode()) is not None
+    row = [memoryview(b'{"a":1}')]
+    assert columnar.land("audit", row) is None  # audit rows are chained one by one
+    assert columnar.land("no such table", row) is None
