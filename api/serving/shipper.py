@@ -58,7 +58,9 @@ if KEYS[2] ~= '' then
   local start, stop = tonumber(ARGV[1]), tonumber(ARGV[2])
   if at < stop then
     local from = math.max(at - start, 0) + 1
-    if from <= #ARGV[4] then
+    if from == 1 then  -- the usual case: no copy of the lines
+      if #ARGV[4] > 0 then redis.call('XADD', KEYS[1], '*', 'lines', ARGV[4]) end
+    elseif from <= #ARGV[4] then
       redis.call('XADD', KEYS[1], '*', 'lines', string.sub(ARGV[4], from))
     end
     redis.call('SET', KEYS[2], ARGV[2])
