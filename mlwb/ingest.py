@@ -18,13 +18,14 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from itertools import compress
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -59,6 +60,18 @@ def dedupe_key(table: str, row: dict[str, Any]) -> str:
 
 def _key(table: str, actor: str | None, row_id: str) -> str:
     return f"{table}\x00{actor or ''}\x00{row_id}"
+
+
+def use_jemalloc() -> str:
+    """Give this process's Arrow memory to jemalloc where the pyarrow wheel has it (the
+    Linux wheels do); returns the allocator in use. The ingest allocates and frees
+    megabytes of Arrow buffers every flush and every merge. With the default mimalloc each
+    fresh page costs setup again: reading a just-written segment took 2.4-3.1 us of CPU per
+    prediction row the first time and 0.55 the second, against 0.77 with jemalloc, and the
+    merges of a steady load cost 2.5 us per row against 1.0."""
+    with contextlib.suppress(NotImplementedError):  # a build without it keeps its default
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    return str(pa.default_memory_pool().backend_name)
 
 
 class IngestLocked(ConfigError):
@@ -109,7 +122,10 @@ def _shipment(fields: dict[Any, Any]) -> bytes | None:
 def _size(fields: dict[Any, Any]) -> int:
     """How many events an entry holds (at least one: an empty shipment is a dead letter)."""
     blob = _shipment(fields)
-    return 1 if blob is None else max(1, blob.count(b"\n"))
+    if blob is None:
+        return 1
+    # numpy's count is vectorised: a third of the CPU of bytes.count on a 60 KB shipment
+    return max(1, int(np.count_nonzero(np.frombuffer(blob, np.uint8) == 0x0A)))
 
 
 def _level(file: str) -> int:
@@ -198,7 +214,10 @@ class Ingest:
         self._lock_fh: Any = None
         # Work that must run under the lake's lock (retention, purges), between batches.
         self.hooks: list[Callable[[Ingest], None]] = []
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        # Ids landed in the dedupe window, and when, one generation per commit (a set and
+        # a queue of whole commits: a third of the CPU of one ordered entry per id).
+        self._seen: set[str] = set()
+        self._generations: deque[tuple[float, list[str]]] = deque()
         self._new_folder = False  # a table's folder was made since the last commit began
         self.columnar_rows = 0  # rows read from shipments column-wise (tests, benchmarks)
         self.manifest = Manifest()
@@ -395,7 +414,7 @@ class Ingest:
                        tables=tables, garbage=list(self.manifest.garbage))
         write_manifest(self.lake_dir, new)
         self.manifest = new
-        self._seen.update(fresh)
+        self._remember(list(fresh), now)
         self._publish_head()
         # Safe now: everything up to last_id is in the manifest. MINID drops ids *below* it,
         # so trim below the next possible id: the stream then holds only the backlog.
@@ -418,7 +437,7 @@ class Ingest:
         actors = columns.get("actor") or [None] * len(ids)
         keys = [_key(table, a, i) for i, a in zip(ids, actors, strict=True)]
         self.columnar_rows += len(keys)
-        if (len(set(keys)) == len(keys) and self._seen.keys().isdisjoint(keys)
+        if (len(set(keys)) == len(keys) and self._seen.isdisjoint(keys)
                 and fresh.keys().isdisjoint(keys)):  # all new
             fresh.update(dict.fromkeys(keys, now))
             return table, columns
@@ -527,6 +546,7 @@ class Ingest:
         client-supplied event times, so a back-dated retry is still caught)."""
         cutoff = time.time() - DEDUPE_WINDOW_SECONDS
         now = time.time()
+        ids = []
         for table, segments in self.manifest.tables.items():
             for seg in segments:
                 path = self.lake_dir / seg.file
@@ -534,16 +554,21 @@ class Ingest:
                     continue
                 cols = ["id", "actor"] if "actor" in pq.read_schema(path).names else ["id"]
                 data = pq.read_table(path, columns=cols).to_pylist()
-                for row in data:
-                    self._seen[dedupe_key(table, row)] = now
+                ids += [dedupe_key(table, row) for row in data]
+        self._remember(ids, now)
+
+    def _remember(self, ids: list[str], now: float) -> None:
+        if ids:
+            self._seen.update(ids)
+            self._generations.append((now, ids))
 
     def _forget_old_ids(self, now: float) -> None:
+        """Forget the commits older than the window, and the oldest ones while more than
+        ``DEDUPE_MAX_IDS`` ids are kept (whole commits: a few thousand ids at most)."""
         cutoff = now - DEDUPE_WINDOW_SECONDS
-        while self._seen:
-            oldest_id, seen_at = next(iter(self._seen.items()))
-            if seen_at >= cutoff and len(self._seen) <= DEDUPE_MAX_IDS:
-                break
-            self._seen.pop(oldest_id)
+        while self._generations and (self._generations[0][0] < cutoff
+                                     or len(self._seen) > DEDUPE_MAX_IDS):
+            self._seen.difference_update(self._generations.popleft()[1])
 
     def _check_head(self) -> None:
         """Keep evidence when Redis holds a head that is not a point on the lake's chain.

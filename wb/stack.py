@@ -66,12 +66,13 @@ def ingest_cmd() -> None:
 
     import mlwb.tables_all  # noqa: F401  (every table the product records)
     from mlwb.events import EventSink
-    from mlwb.ingest import Ingest
+    from mlwb.ingest import Ingest, use_jemalloc
     from mlwb.retention import ingest_hook
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s ingest %(levelname)s %(message)s")
     s = settings().check()
     background(s.ingest_nice)
+    pool = use_jemalloc()
     client = redis_lib.Redis.from_url(s.effective_redis_url, socket_connect_timeout=5)
     ingest = Ingest(client, s.lake_dir, flush_seconds=s.ingest_flush_seconds).open()
     ingest.hooks.append(ingest_hook(EventSink(client), s.prediction_inputs_days))
@@ -83,7 +84,7 @@ def ingest_cmd() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     click.echo(f"ingest: landing {ingest.stream} into {s.lake_dir} "
-               f"(manifest v{ingest.manifest.version})")
+               f"(manifest v{ingest.manifest.version}; Arrow memory: {pool})")
     try:
         ingest.run(stop)
     finally:

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
+import mlwb.ingest
 from mlwb import defaults
 from mlwb.errors import InputError
 from mlwb.events import EventSink
@@ -84,6 +85,29 @@ def test_duplicate_ids_land_once(settings: Settings, redis_client: redis.Redis) 
     drain(restarted)
     assert Lake(settings.lake_dir).query("SELECT count(*) FROM events") == [(1,)]
     restarted.close()
+
+
+def test_ids_are_forgotten_after_the_window_and_beyond_the_cap(
+        settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeat is dropped while its id is remembered: for the dedupe window, and while
+    no more than the cap of ids is kept (the oldest commits are forgotten first)."""
+    sink = EventSink(redis_client)
+    ingest = Ingest(redis_client, settings.lake_dir).open()
+    monkeypatch.setattr(mlwb.ingest, "DEDUPE_MAX_IDS", 5)
+
+    def land(*ids: str) -> int:
+        sink.record_many("events", [{"id": i, "kind": "k"} for i in ids])
+        return drain(ingest)
+
+    assert land("a1", "a2", "a3") == 3
+    assert land("b1", "b2", "b3") == 3  # 6 ids kept > 5: the a-commit is forgotten
+    assert land("a1", "b1") == 1  # a1 lands twice, b1 is still known
+    monkeypatch.setattr(mlwb.ingest, "DEDUPE_WINDOW_SECONDS", -1.0)  # every commit is old
+    assert land("c1") == 1  # ...forgotten right after this one lands
+    assert land("b2", "c1") == 2
+    ids = [r[0] for r in Lake(settings.lake_dir).query("SELECT id FROM events ORDER BY id")]
+    assert ids == ["a1", "a1", "a2", "a3", "b1", "b2", "b2", "b3", "c1", "c1"]
+    ingest.close()
 
 
 def test_only_one_ingest(settings: Settings, redis_client: redis.Redis) -> None:

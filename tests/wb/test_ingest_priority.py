@@ -72,3 +72,17 @@ def test_an_ingest_sharing_a_session_leaves_the_sessions_group_alone(
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_the_ingest_gives_arrows_memory_to_jemalloc(settings: Settings, tmp_path: Path
+                                                    ) -> None:
+    """Its flushes and merges allocate and free megabytes of Arrow buffers: jemalloc, which
+    the Linux pyarrow wheels carry, costs a fraction of the default's CPU for them (the
+    process reports the allocator it really uses)."""
+    log = tmp_path / "ingest.log"
+    proc = _ingest(settings, log, False, None)
+    try:
+        assert "; Arrow memory: jemalloc)" in log.read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
