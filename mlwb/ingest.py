@@ -67,8 +67,8 @@ def use_jemalloc() -> str:
     Linux wheels do); returns the allocator in use. The ingest allocates and frees
     megabytes of Arrow buffers every flush and every merge. With the default mimalloc each
     fresh page costs setup again: reading a just-written segment took 2.4-3.1 us of CPU per
-    prediction row the first time and 0.55 the second, against 0.77 with jemalloc, and the
-    merges of a steady load cost 2.5 us per row against 1.0."""
+    prediction row the first time and 0.55 the second, against 0.77 with jemalloc, and a
+    steady stream of merges cost 2.5 us per landed row against 1.0 (in process)."""
     with contextlib.suppress(NotImplementedError):  # a build without it keeps its default
         pa.set_memory_pool(pa.jemalloc_memory_pool())
     return str(pa.default_memory_pool().backend_name)
