@@ -28,7 +28,6 @@ infinity), nesting a little deeper than the row path takes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -120,8 +119,8 @@ def land(name: str, texts: list[memoryview]) -> dict[str, Sequence[Any]] | None:
         rows = list(map(decoder.decode, texts))
     except (msgspec.DecodeError, ValueError, RecursionError):  # bad text, a bad value,
         return None  # two rows on a line, half a row
-    names = [col.name for col in table.all_columns]
-    by_column = zip(*map(attrgetter(*names), rows), strict=True)
+    names = decoder.type.__struct_fields__  # the table's columns, in order
+    by_column = zip(*map(msgspec.structs.astuple, rows), strict=True)
     columns: dict[str, Sequence[Any]] = dict(zip(names, by_column, strict=True))
     for col in table.all_columns:
         if col.type in ("int", "timestamp"):
