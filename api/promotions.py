@@ -102,10 +102,11 @@ def reject(promotion_id: int) -> Response:
 @bp.post("/api/models/<name>/aliases/<alias>/rollback")
 @requires(Role.approver, Scope.promote, "rolling back an alias")
 def rollback(name: str, alias: str) -> Response:
-    """Move the alias back to its previous holder."""
-    body = only(optional_body(), {"reason"})
+    """Move the alias back to its previous holder (``from_version``: only if it still holds
+    the version the caller saw, else a 409)."""
+    body = only(optional_body(), {"reason", "from_version"})
     move = pr.rollback(services(), g.principal, name, alias, reason=text(body, "reason"),
-                       ip=client_ip())
+                       ip=client_ip(), from_version=body.get("from_version"))
     return jsonify(move.to_dict())
 
 

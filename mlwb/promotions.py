@@ -284,10 +284,20 @@ def approve(services: Services, principal: Principal, promotion_id: int,
             raise PermissionDenied(
                 f"promotion {promotion_id} was proposed by you ({r.proposed_by}); another "
                 "approver must approve it (four eyes)", promotion_id=promotion_id)
-        if current_holders(alias_moves(conn, r.model, r.alias)).get(r.alias) == r.version:
+        moves = alias_moves(conn, r.model, r.alias)
+        if current_holders(moves).get(r.alias) == r.version:
             raise Conflict(f"{r.model} version {r.version} already holds {r.alias!r} (it "
                            "moved there after this proposal); nothing to approve",
                            promotion_id=promotion_id, model=r.model, alias=r.alias)
+        since = [m for m in moves if m.moved_at > utc(r.proposed_at)]
+        if since:  # the change under review is no longer the one proposed
+            m = since[-1]
+            raise Conflict(
+                f"{r.alias!r} of {r.model} moved after promotion {promotion_id} was proposed "
+                f"(v{m.previous_version} -> v{m.version}, {m.reason} by {m.moved_by}); "
+                f"approving it would make a change nobody proposed. Propose it again "
+                f"(`wb models promote {r.model} {r.version} --alias {r.alias}`)",
+                promotion_id=promotion_id, model=r.model, alias=r.alias)
         require_version(client, r.model, r.version)
         done = conn.execute(sa.update(promotions_t).where(
             promotions_t.c.id == r.id, promotions_t.c.status == PromotionStatus.proposed.value,
@@ -339,11 +349,18 @@ def _holders(moves: list[AliasMove]) -> list[str | None]:
 
 
 def rollback(services: Services, principal: Principal, model: str, alias: str = "champion",
-             reason: str = "", ip: str | None = None) -> AliasMove:
-    """Move ``alias`` back to the holder before the current one (approver+)."""
+             reason: str = "", ip: str | None = None,
+             from_version: str | int | None = None) -> AliasMove:
+    """Move ``alias`` back to the holder before the current one (approver+).
+
+    ``from_version`` is the holder the caller saw: when given and the alias has moved since
+    (another rollback or promotion landed first), nothing moves and it is a 409, so two
+    approvers pressing rollback at once roll back once, not twice. Without it, rollbacks
+    of one alias take turns, each from the holder it finds."""
     principal.require(Role.approver, Scope.promote, "rolling back an alias")
     check_model_name(model)
     check_alias(alias)
+    expected = None if from_version is None else check_version(from_version)
     ensure_tables(services.engine)
     client = mlflow_client(services.settings)
     with alias_lock(services.redis, model, alias), services.engine.begin() as conn:
@@ -352,6 +369,12 @@ def rollback(services: Services, principal: Principal, model: str, alias: str = 
             holder = f"only {stack[-1]!s}" if stack else "no holder"
             raise Conflict(f"nothing to roll back to: {alias!r} of {model!r} has had {holder} "
                            "in the product's record", model=model, alias=alias)
+        if expected is not None and stack[-1] != expected:
+            raise Conflict(f"{alias!r} of {model!r} is held by v{stack[-1]}, not "
+                           f"v{expected}: it moved meanwhile, so nothing was rolled back. "
+                           f"See `wb models history {model}`; roll back again from "
+                           f"v{stack[-1]} if you still mean to", model=model, alias=alias,
+                           holder=stack[-1])
         target = stack[-2]
         move = record_move(conn, model, alias, target, principal.actor, "rollback")
         set_mlflow_alias(client, model, alias, target)

@@ -72,9 +72,12 @@ def reject(promotion_id: int, note: str) -> None:
 @click.argument("model")
 @click.option("--alias", default="champion", show_default=True)
 @click.option("--reason", default="", help="Why (kept in the audit log).")
-def rollback(model: str, alias: str, reason: str) -> None:
+@click.option("--from-version", default=None,
+              help="Only if the alias still holds this version (else nothing moves).")
+def rollback(model: str, alias: str, reason: str, from_version: str | None) -> None:
     """Move MODEL's alias back to its previous holder."""
-    move = pr.rollback(services(), me(), model, alias, reason=reason)
+    move = pr.rollback(services(), me(), model, alias, reason=reason,
+                       from_version=from_version)
     click.echo(f"{model} {alias}: v{move.previous_version} -> v{move.version}")
 
 

@@ -107,7 +107,11 @@ operation("post", "/api/promotions/{promotion_id}/reject",
 operation("post", "/api/models/{name}/aliases/{alias}/rollback",
           summary="Move an alias back to its previous holder", tag="models",
           role=Role.approver, scope=Scope.promote, errors=(404, 409), body_required=False,
-          body=json_content(obj({"reason": {"type": "string", "maxLength": 2000}})),
+          description="With from_version, only if the alias still holds that version (else "
+                      "409, nothing moves): two approvers rolling back at once roll back "
+                      "once.",
+          body=json_content(obj({"reason": {"type": "string", "maxLength": 2000},
+                                 "from_version": VERSION_IN})),
           responses={200: ("The move made", MOVE)})
 operation("get", "/api/models/{name}/traffic", summary="Traffic policy and serving plan",
           tag="models", errors=(400,), responses={200: ("Policy", POLICY_AND_PLAN)})

@@ -35,7 +35,9 @@ def test_cli_promotion_cycle(run, services: Services, people: dict[str, Principa
     row = next(json.loads(line) for line in listed if json.loads(line)["name"] == model)
     assert row["aliases"] == row["mlflow_aliases"] == "champion=v3"
 
-    back = run("models", "rollback", model, "--reason", "regression")
+    moved = run("models", "rollback", model, "--from-version", "2")
+    assert moved.exit_code == 2 and "held by v3, not v2" in moved.output
+    back = run("models", "rollback", model, "--reason", "regression", "--from-version", "3")
     assert back.exit_code == 0 and "v3 -> v2" in back.output
     assert run("models", "traffic", model, "--mode", "split", "--champion", "1").exit_code == 2
     shown = json.loads(run("models", "traffic", model, "--json").output)

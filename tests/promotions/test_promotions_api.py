@@ -40,8 +40,13 @@ def test_promote_approve_rollback_traffic_over_http(
     assert put.get_json()["plan"] == {"champion": "2", "challenger": "3", "mode": "split",
                                       "weights": {"champion": 0.9, "challenger": 0.1},
                                       "sticky": True, "blocked": []}
+    for seen, status in (("abc", 400), (1, 409)):  # not a version; not the holder
+        refused = client.post(f"/api/models/{model}/aliases/champion/rollback", headers=abe,
+                              json={"reason": "p99", "from_version": seen})
+        assert refused.status_code == status and "message" in refused.get_json()
+    assert "held by v2, not v1" in refused.get_json()["message"]
     back = client.post(f"/api/models/{model}/aliases/champion/rollback", headers=abe,
-                       json={"reason": "p99 regression"})
+                       json={"reason": "p99 regression", "from_version": 2})
     assert back.status_code == 200 and back.get_json()["version"] == "1"
 
     hist = client.get(f"/api/models/{model}/history", headers=sam).get_json()

@@ -72,6 +72,56 @@ def test_rollbacks_of_one_alias_take_turns(services: Services, people: dict[str,
         pr.rollback(services, people["ann"], model)
 
 
+def test_rollbacks_from_the_holder_they_saw_roll_back_once(
+        services: Services, people: dict[str, Principal], model: str) -> None:
+    """Two approvers press rollback on v3 at the same moment, each saying what they saw:
+    one moves the alias to 2, the other is told it moved meanwhile and moves nothing."""
+    for v in (1, 2, 3):
+        promote(services, people, model, v)
+    barrier = threading.Barrier(2)
+    done: list[str] = []
+    refused: list[str] = []
+
+    def roll(who: str) -> None:
+        barrier.wait()
+        try:
+            done.append(pr.rollback(services, people[who], model, from_version=3).version
+                        or "")
+        except Conflict as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=roll, args=(who,)) for who in ("ann", "abe")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert done == ["2"]
+    assert len(refused) == 1 and "held by v2, not v3" in refused[0]
+    assert pr.history(services, model).aliases == {"champion": "2"}
+    assert mlflow.MlflowClient(tracking_uri=services.settings.tracking_uri,
+                               registry_uri=services.settings.registry_uri
+                               ).get_registered_model(model).aliases == {"champion": 2}
+    assert [m.version for m in pr.history(services, model).moves] == ["2", "3", "2", "1"]
+
+
+def test_an_approval_after_the_alias_moved_is_refused(
+        services: Services, people: dict[str, Principal], model: str) -> None:
+    """A proposal reviewed against one holder is not applied to another: after a rollback
+    since the proposal, approving it is a 409 and nothing moves; proposed again, it goes."""
+    for v in (1, 2):
+        promote(services, people, model, v)
+    stale = pr.propose(services, people["sam"], model, 3)
+    pr.rollback(services, people["ann"], model, reason="bad p99")
+    with pytest.raises(Conflict, match=r"moved after promotion .* \(v2 -> v1, rollback by"):
+        pr.approve(services, people["abe"], stale.id)
+    assert pr.get_promotion(services.engine, stale.id).status == "proposed"
+    assert pr.history(services, model).aliases == {"champion": "1"}
+    again = pr.propose(services, people["sam"], model, 3)
+    assert pr.get_promotion(services.engine, stale.id).status == "superseded"
+    assert pr.approve(services, people["abe"], again.id).status == "approved"
+    assert pr.history(services, model).aliases == {"champion": "3"}
+
+
 def test_a_change_waits_for_the_alias_lock_and_then_says_retry(
         services: Services, people: dict[str, Principal], model: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
