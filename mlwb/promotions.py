@@ -292,9 +292,11 @@ def approve(services: Services, principal: Principal, promotion_id: int,
         since = [m for m in moves if m.moved_at > utc(r.proposed_at)]
         if since:  # the change under review is no longer the one proposed
             m = since[-1]
+            held, now = (f"v{v}" if v is not None else "none"
+                         for v in (m.previous_version, m.version))
             raise Conflict(
                 f"{r.alias!r} of {r.model} moved after promotion {promotion_id} was proposed "
-                f"(v{m.previous_version} -> v{m.version}, {m.reason} by {m.moved_by}); "
+                f"({held} -> {now}, {m.reason} by {m.moved_by}); "
                 f"approving it would make a change nobody proposed. Propose it again "
                 f"(`wb models promote {r.model} {r.version} --alias {r.alias}`)",
                 promotion_id=promotion_id, model=r.model, alias=r.alias)
