@@ -289,9 +289,9 @@ def approve(services: Services, principal: Principal, promotion_id: int,
             raise Conflict(f"{r.model} version {r.version} already holds {r.alias!r} (it "
                            "moved there after this proposal); nothing to approve",
                            promotion_id=promotion_id, model=r.model, alias=r.alias)
-        since = [m for m in moves if m.moved_at > utc(r.proposed_at)]
-        if since:  # the change under review is no longer the one proposed
-            m = since[-1]
+        m = moves[-1] if moves else None  # the newest move (moves are oldest first)
+        if m is not None and m.moved_at > utc(r.proposed_at):
+            # the change under review is no longer the one proposed
             held, now = (f"v{v}" if v is not None else "none"
                          for v in (m.previous_version, m.version))
             raise Conflict(
