@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlwb import fastjson
+from mlwb.tables import TABLES
 
 MANIFEST = "manifest.json"
 
@@ -97,12 +98,16 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def write_parquet(lake_dir: Path, name: str, table: pa.Table, compression: str = "zstd"
                   ) -> None:
-    """Write segment ``name`` (relative to ``lake_dir``) via a temp file, fsynced, renamed.
+    """Write segment ``name`` (``TABLE/FILE``, relative to ``lake_dir``) via a temp file,
+    fsynced, renamed, with the encodings its table's columns call for
+    (:attr:`mlwb.tables.Table.parquet_options`).
 
     The caller fsyncs the folder once its renames are done.
     """
     tmp = lake_dir / f"{name}.tmp"
-    pq.write_table(table, tmp, compression=compression)
+    known = TABLES.get(name.split("/", 1)[0])
+    options = known.parquet_options if known is not None else {}
+    pq.write_table(table, tmp, compression=compression, **options)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, lake_dir / name)

@@ -28,8 +28,8 @@ from mlwb.manifest import Manifest, Segment, fsync_dir, write_manifest, write_pa
 from mlwb.tables import Column, Table, register, to_micros
 
 PREDICTIONS = register(Table("predictions", (
-    Column("prediction_id", "string", True),
-    Column("request_id", "string"),
+    Column("prediction_id", "string", True, distinct=True),
+    Column("request_id", "string", distinct=True),
     Column("model", "string", True),
     Column("version", "string", True),
     Column("alias", "string"),
@@ -42,7 +42,7 @@ PREDICTIONS = register(Table("predictions", (
     Column("run_id", "string"),
 )))
 FEEDBACK = register(Table("feedback", (
-    Column("prediction_id", "string", True),
+    Column("prediction_id", "string", True, distinct=True),
     Column("label", "json"),  # the true class or value
     Column("caller", "string"),
 )))
