@@ -31,6 +31,12 @@ COMPACT_AFTER_SEGMENTS = 64
 FRESH_SEGMENT_COMPRESSION = "none"
 # Segments with at least this many rows are final: compaction never rewrites them.
 COMPACT_TARGET_ROWS = 250_000
+# While the rest of the host keeps its CPUs at least this busy (a share of all CPU time
+# since the last maintenance pass), merges wait: a merge's second of CPU would come out of
+# the requests being served...
+COMPACT_BUSY = 0.8
+# ...until a table has this many segments; then it is compacted anyway, busy or not.
+COMPACT_MAX_SEGMENTS = 512
 # Merged segments of one level that compaction merges into one of the next level.
 COMPACT_FANOUT = 8
 # Superseded segment files are kept this long so a reader holding an old manifest still works.
