@@ -263,10 +263,10 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
     plan = [("bare", "-", "bench.serve_apps:bare", "threaded", "/predict", "ours", False, {}),
             ("ours", "lr", "api:create_app()", "threaded", "/api/models/bc-lr/predict", "ours",
              True, {}),
-            ("ours", "mlp", "api:create_app()", "threaded", "/api/models/bc-mlp/predict",
-             "ours", True, {}),
             ("ours-nolog", "lr", "bench.serve_apps:nolog()", "threaded",
-             "/api/models/bc-lr/predict", "ours", True, {})]
+             "/api/models/bc-lr/predict", "ours", True, {}),
+            ("ours", "mlp", "api:create_app()", "threaded", "/api/models/bc-mlp/predict",
+             "ours", True, {})]
     if not args.skip_mlflow:
         plan += [("mlflow", short, "mlflow.pyfunc.scoring_server.app:app",
                   "uvicorn.workers.UvicornWorker", "/invocations", "mlflow", False,
@@ -302,9 +302,13 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
             servers[(label, short)] = url
         results: dict[tuple[str, str, int], tuple[float, float, float]] = {}
         per_round: dict[tuple[str, str, int], list[float]] = {}  # req/s, round by round
-        for _ in range(args.rounds):
+        for n in range(args.rounds):
+            # The log on/off pair runs back to back, in turn first (the machine's speed
+            # drifts within seconds: a pair measured apart mixes that drift into the ratio).
+            order = targets if n % 2 == 0 else [targets[0], targets[2], targets[1],
+                                                 *targets[3:]]
             for c in clients:
-                for label, short, url, body, auth, own in targets:
+                for label, short, url, body, auth, own in order:
                     if label.startswith("cnn") and c != max(clients):
                         continue  # the batching comparison is at the highest concurrency
                     got = wrk(url, body, token if auth else None, c, args.seconds, 1, root,
@@ -355,11 +359,12 @@ def report(results: dict[tuple[str, str, int], tuple[float, float, float]],
         if nolog[0] and on[0]:
             # Best round against best round, and each round's pair (measured a few seconds
             # apart): the machine's own drift shows in how far those differ.
-            pairs = zip(per_round[("ours", "lr", c)], per_round[("ours-nolog", "lr", c)],
-                        strict=True)
+            ons, offs = per_round[("ours", "lr", c)], per_round[("ours-nolog", "lr", c)]
+            pairs = zip(ons, offs, strict=True)
             print(f"c={c:<3} lr   log on/off: throughput {on[0] / nolog[0]:5.2f}  "
                   f"cpu off/on {nolog[2] / on[2]:5.2f}   round by round "
-                  + ", ".join(f"{a / b:.2f}" for a, b in pairs))
+                  + ", ".join(f"{a / b:.2f}" for a, b in pairs)
+                  + f"   all rounds {sum(ons) / sum(offs):.2f}")
 
 
 if __name__ == "__main__":
