@@ -15,7 +15,7 @@ import redis
 from mlwb import defaults
 from mlwb.events import EventSink
 from mlwb.hostload import HostLoad
-from mlwb.ingest import Ingest
+from mlwb.ingest import Ingest, _level
 from mlwb.lake import Lake
 from mlwb.settings import Settings
 
@@ -79,7 +79,7 @@ def test_a_merge_holds_about_the_target_rows_however_many_waited(
     _segments(ingest, sink, 27, ids)
     assert ingest.compact() == 1
     segments = ingest.manifest.tables["events"]
-    merged = [s for s in segments if "-c" in s.file]
+    merged = [s for s in segments if _level(s.file) > 0]
     # 23 older single-row segments: four merges of 5 (final), the 3 left as one of level 1.
     assert sorted(s.rows for s in merged) == [3, 5, 5, 5, 5]
     codecs = {s.rows: pq.ParquetFile(settings.lake_dir / s.file).metadata.row_group(0)
