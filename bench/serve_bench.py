@@ -1,7 +1,7 @@
 """Serving throughput and latency: ours vs a bare Flask constant vs `mlflow models serve`.
 
 Usage: .venv/bin/python bench/serve_bench.py [--seconds 10] [--rounds 2] [--workers 2]
-       [--threads 4] [--clients 8,64] [--skip-mlflow]
+       [--threads 4] [--clients 8,64] [--skip-mlflow] [--log-pairs 6]
 
 Builds a private stack under a temp dir (redis-server, state DB, MLflow store), trains and
 registers the breast-cancer logistic regression and a torch MLP through the product's own
@@ -34,6 +34,8 @@ from mlwb.gunicorn_worker import WORKER_CLASS
 from mlwb.redis_server import free_port, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
+# label, model, URL, body, auth, the pids whose CPU is the contender's
+Target = tuple[str, str, str, str, bool, list[int]]
 LUA = """wrk.method = "POST"
 wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
@@ -214,6 +216,10 @@ def main() -> None:
                         help="gunicorn worker of the bare and our contenders (the API's own "
                              "by default; `gthread` for gunicorn's stock threaded worker)")
     parser.add_argument("--skip-batching", action="store_true")
+    parser.add_argument("--log-pairs", type=int, default=6,
+                        help="after the rounds, this many more log on/off pairs per client "
+                             "count (0: none)")
+    parser.add_argument("--pair-seconds", type=int, default=5)
     parser.add_argument("--batch-threads", type=int, default=32,
                         help="threads per worker for the micro-batching comparison")
     args = parser.parse_args()
@@ -280,7 +286,7 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
     servers: dict[tuple[str, str], str] = {}
     ports: dict[tuple[str, str, str], int] = {}
     pids: dict[tuple[str, str, str], int] = {}
-    targets = []
+    targets: list[Target] = []
     try:
         for label, short, app, wclass, path, key, auth, extra in plan:
             name = {"lr": "bc-lr", "-": "bc-lr", "mlp": "bc-mlp", "cnn": "digits-cnn"}[short]
@@ -318,10 +324,34 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
                     per_round.setdefault((label, short, c), []).append(got[0])
                     print(f"  {label:<12} {short:<4} c={c:<3} {got[0]:8.0f} req/s  "
                           f"p99 {got[1]:7.2f} ms  cpu {got[2]:6.2f} ms/req", flush=True)
+        by_label = {(t[0], t[1]): t for t in targets}
+        pairs = log_pairs(args, root, token, clients, by_label[("ours", "lr")],
+                          by_label[("ours-nolog", "lr")])
     finally:
         for proc in procs:
             stop(proc)
     report(results, per_round, clients, w, t)
+    for c, ratios in pairs.items():
+        print(f"c={c:<3} lr   log on/off over {len(ratios)} more back-to-back pairs of "
+              f"{args.pair_seconds} s: mean {sum(ratios) / len(ratios):.2f}, median "
+              f"{sorted(ratios)[len(ratios) // 2]:.2f}  (" +
+              ", ".join(f"{r:.2f}" for r in ratios) + ")")
+
+
+def log_pairs(args: argparse.Namespace, root: Path, token: str, clients: list[int],
+              on: Target, off: Target) -> dict[int, list[float]]:
+    """The log's cost with more pairs than the issue's two rounds: on this class of
+    virtual machine one server's throughput drifts by 10-20% from one 10 s round to the
+    next (two identical servers measured in turn: 0.93, 1.21, 1.12), so two rounds
+    cannot resolve a cost of a few percent. Each pair runs back to back, in turn first."""
+    out: dict[int, list[float]] = {}
+    for c in clients:
+        for n in range(args.log_pairs):
+            pair = (on, off) if n % 2 == 0 else (off, on)
+            got = {t[0]: wrk(t[2], t[3], token, c, args.pair_seconds, 1, root)[0]
+                   for t in pair}
+            out.setdefault(c, []).append(got[on[0]] / got[off[0]])
+    return out
 
 
 def report(results: dict[tuple[str, str, int], tuple[float, float, float]],
