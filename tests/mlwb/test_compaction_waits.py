@@ -26,6 +26,20 @@ def _segments(ingest: Ingest, sink: EventSink, n: int, ids: list[str]) -> None:
         ingest.step()  # one fresh segment of one row
 
 
+def _ingest_with(settings: Settings, redis_client: redis.Redis, n: int
+                 ) -> tuple[Ingest, EventSink, list[str]]:
+    """An ingest whose lake holds ``n`` single-row segments of ``events``; their ids."""
+    sink = EventSink(redis_client)
+    ingest = Ingest(redis_client, settings.lake_dir).open()
+    ids: list[str] = []
+    _segments(ingest, sink, n, ids)
+    return ingest, sink, ids
+
+
+def _landed_ids(settings: Settings) -> list[str]:
+    return sorted(r[0] for r in Lake(settings.lake_dir).query("SELECT id FROM events"))
+
+
 def test_the_rest_of_the_hosts_load_is_measured() -> None:
     load = HostLoad()
     assert load.others_busy() is None  # nothing to compare with yet
@@ -42,10 +56,7 @@ def test_merges_wait_while_the_host_is_busy_up_to_a_cap(
         settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(defaults, "COMPACT_AFTER_SEGMENTS", 6)
     monkeypatch.setattr(defaults, "COMPACT_MAX_SEGMENTS", 12)
-    sink = EventSink(redis_client)
-    ingest = Ingest(redis_client, settings.lake_dir).open()
-    ids: list[str] = []
-    _segments(ingest, sink, 10, ids)
+    ingest, sink, ids = _ingest_with(settings, redis_client, 10)
     # Any load at all counts as busy: the real /proc/stat reading, a threshold of zero.
     monkeypatch.setattr(defaults, "COMPACT_BUSY", 0.0)
     ingest.load.others_busy()  # the first reading
@@ -64,8 +75,7 @@ def test_merges_wait_while_the_host_is_busy_up_to_a_cap(
     ingest.maintain()  # the 3 older fresh ones merged: two of level 1, the 4 newest
     assert len(ingest.manifest.tables["events"]) == 6
     assert ingest.deferred == 1
-    assert sorted(r[0] for r in Lake(settings.lake_dir).query("SELECT id FROM events")) == \
-        sorted(ids)
+    assert _landed_ids(settings) == sorted(ids)
     ingest.close()
 
 
@@ -73,10 +83,7 @@ def test_a_merge_holds_about_the_target_rows_however_many_waited(
         settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(defaults, "COMPACT_AFTER_SEGMENTS", 6)
     monkeypatch.setattr(defaults, "COMPACT_TARGET_ROWS", 5)
-    sink = EventSink(redis_client)
-    ingest = Ingest(redis_client, settings.lake_dir).open()
-    ids: list[str] = []
-    _segments(ingest, sink, 27, ids)
+    ingest, _, ids = _ingest_with(settings, redis_client, 27)
     assert ingest.compact() == 1
     segments = ingest.manifest.tables["events"]
     merged = [s for s in segments if _level(s.file) > 0]
@@ -85,10 +92,8 @@ def test_a_merge_holds_about_the_target_rows_however_many_waited(
     codecs = {s.rows: pq.ParquetFile(settings.lake_dir / s.file).metadata.row_group(0)
               .column(0).compression for s in merged}
     assert codecs == {5: "ZSTD", 3: "LZ4"}  # final segments zstd; one merged again, LZ4
-    assert sorted(r[0] for r in Lake(settings.lake_dir).query("SELECT id FROM events")) == \
-        sorted(ids)
+    assert _landed_ids(settings) == sorted(ids)
     ingest.close()
-
 
 
 def test_segments_are_encoded_per_column(settings: Settings, redis_client: redis.Redis) -> None:
