@@ -36,6 +36,11 @@ from mlwb.redis_server import free_port, start_redis
 ROOT = Path(__file__).resolve().parent.parent
 # label, model, URL, body, auth, the pids whose CPU is the contender's
 Target = tuple[str, str, str, str, bool, list[int]]
+# requests/s, p99 ms, CPU ms per request, and that CPU split by the pids given (each with
+# its children: ours is the API, Redis, the ingest)
+Round = tuple[float, float, float, tuple[float, ...]]
+PARTS = ("api", "redis", "ingest")
+NO_ROUND: Round = (0.0, 0.0, 0.0, ())
 LUA = """wrk.method = "POST"
 wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
@@ -158,27 +163,29 @@ def gunicorn(app: str, port: int, workers: int, threads: int, worker_class: str 
 
 
 def wrk(url: str, body: str, token: str | None, clients: int, seconds: int, rounds: int,
-        script_dir: Path, pids: list[int] | None = None) -> tuple[float, float, float]:
+        script_dir: Path, pids: list[int] | None = None) -> Round:
     """Best-of-rounds requests/s, the p99 latency (ms) of that round, and the server-side CPU
-    milliseconds per request (``pids`` and their children: robust on a busy machine)."""
+    milliseconds per request (``pids`` and their children: robust on a busy machine), in
+    all and per pid."""
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script = script_dir / f"post-{abs(hash((url, body)))}.lua"
     script.write_text(LUA.format(body=body, auth=auth))
     base = ["wrk", "-t1", f"-c{clients}", "--latency", "-s", str(script), url]
     subprocess.run([*base[:3], "-d2s", *base[3:]], capture_output=True, check=True)  # warm-up
-    best = (0.0, 0.0, 0.0)
+    best: Round = (0.0, 0.0, 0.0, ())
     for _ in range(rounds):
-        cpu0 = cpu_seconds(pids or [])
+        cpu0 = [cpu_seconds([pid]) for pid in pids or []]
         out = subprocess.run([*base[:3], f"-d{seconds}s", *base[3:]], capture_output=True,
                              text=True, check=True).stdout
-        cpu = cpu_seconds(pids or []) - cpu0
+        cpu = [cpu_seconds([pid]) - c0 for pid, c0 in zip(pids or [], cpu0, strict=True)]
         total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
         p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
         failed = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
         if failed:
             raise SystemExit(f"{url}: failed requests ({failed.group(0)})\n{out}")
-        best = max(best, (rps, p99, cpu * 1e3 / max(total, 1)))
+        parts = tuple(c * 1e3 / max(total, 1) for c in cpu)
+        best = max(best, (rps, p99, sum(parts), parts))
     return best
 
 
@@ -306,8 +313,8 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
         for label, short, url, body, auth, _own in targets:
             warm(url, body, token if auth else None)
             servers[(label, short)] = url
-        results: dict[tuple[str, str, int], tuple[float, float, float]] = {}
-        per_round: dict[tuple[str, str, int], list[float]] = {}  # req/s, round by round
+        results: dict[tuple[str, str, int], Round] = {}
+        per_round: dict[tuple[str, str, int], list[Round]] = {}  # round by round
         for n in range(args.rounds):
             # The log on/off pair runs back to back, in turn first (the machine's speed
             # drifts within seconds: a pair measured apart mixes that drift into the ratio).
@@ -320,8 +327,8 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
                     got = wrk(url, body, token if auth else None, c, args.seconds, 1, root,
                               own)
                     results[(label, short, c)] = max(results.get((label, short, c),
-                                                                 (0.0, 0.0, 0.0)), got)
-                    per_round.setdefault((label, short, c), []).append(got[0])
+                                                                 NO_ROUND), got)
+                    per_round.setdefault((label, short, c), []).append(got)
                     print(f"  {label:<12} {short:<4} c={c:<3} {got[0]:8.0f} req/s  "
                           f"p99 {got[1]:7.2f} ms  cpu {got[2]:6.2f} ms/req", flush=True)
         by_label = {(t[0], t[1]): t for t in targets}
@@ -331,31 +338,44 @@ def measure(args: argparse.Namespace, root: Path, env: dict[str, str], token: st
         for proc in procs:
             stop(proc)
     report(results, per_round, clients, w, t)
-    for c, ratios in pairs.items():
+    for c, got in pairs.items():
+        ratios = [on[0] / off[0] for on, off in got]
         print(f"c={c:<3} lr   log on/off over {len(ratios)} more back-to-back pairs of "
               f"{args.pair_seconds} s: mean {sum(ratios) / len(ratios):.2f}, median "
               f"{sorted(ratios)[len(ratios) // 2]:.2f}  (" +
               ", ".join(f"{r:.2f}" for r in ratios) + ")")
+        print(f"c={c:<3} lr   {cpu_split([on for on, _ in got], [off for _, off in got])}"
+              " (means over the pairs)")
 
 
 def log_pairs(args: argparse.Namespace, root: Path, token: str, clients: list[int],
-              on: Target, off: Target) -> dict[int, list[float]]:
+              on: Target, off: Target) -> dict[int, list[tuple[Round, Round]]]:
     """The log's cost with more pairs than the issue's two rounds: on this class of
     virtual machine one server's throughput drifts by 10-20% from one 10 s round to the
     next (two identical servers measured in turn: 0.93, 1.21, 1.12), so two rounds
     cannot resolve a cost of a few percent. Each pair runs back to back, in turn first."""
-    out: dict[int, list[float]] = {}
+    out: dict[int, list[tuple[Round, Round]]] = {}
     for c in clients:
         for n in range(args.log_pairs):
             pair = (on, off) if n % 2 == 0 else (off, on)
-            got = {t[0]: wrk(t[2], t[3], token, c, args.pair_seconds, 1, root)[0]
+            got = {t[0]: wrk(t[2], t[3], token, c, args.pair_seconds, 1, root, t[5])
                    for t in pair}
-            out.setdefault(c, []).append(got[on[0]] / got[off[0]])
+            out.setdefault(c, []).append((got[on[0]], got[off[0]]))
     return out
 
 
-def report(results: dict[tuple[str, str, int], tuple[float, float, float]],
-           per_round: dict[tuple[str, str, int], list[float]],
+def cpu_split(ons: list[Round], offs: list[Round]) -> str:
+    """Where the log's CPU goes: per request, on/off, the API's workers, Redis and the
+    ingest (means over the rounds given). A difference of a few us is within the drift."""
+    def mean(rounds: list[Round], i: int) -> float:
+        return sum(r[3][i] for r in rounds) / len(rounds) * 1e3
+
+    return "cpu us/request on/off: " + ", ".join(
+        f"{name} {mean(ons, i):.0f}/{mean(offs, i):.0f}" for i, name in enumerate(PARTS))
+
+
+def report(results: dict[tuple[str, str, int], Round],
+           per_round: dict[tuple[str, str, int], list[Round]],
            clients: list[int], workers: int, threads: int) -> None:
     """The side-by-side table and the ratios the issue asks for."""
     print(f"\nsingle-row predict, gunicorn {workers} workers x {threads} threads, wrk -t1; "
@@ -370,22 +390,22 @@ def report(results: dict[tuple[str, str, int], tuple[float, float, float]],
         print(f"{label:<12} {model:<6} {cells}")
     print()
     for c in clients:
-        bare = results.get(("bare", "-", c), (0.0, 0.0, 0.0))
+        bare = results.get(("bare", "-", c), NO_ROUND)
         for model in ("lr", "mlp"):
-            ours = results.get(("ours", model, c), (0.0, 0.0, 0.0))
-            ml = results.get(("mlflow", model, c), (0.0, 0.0, 0.0))
+            ours = results.get(("ours", model, c), NO_ROUND)
+            ml = results.get(("mlflow", model, c), NO_ROUND)
             line = (f"c={c:<3} {model:<4} throughput ours/bare {ours[0] / bare[0]:5.2f}  "
                     f"cpu bare/ours {bare[2] / ours[2]:5.2f}") if bare[0] and ours[0] else ""
             if ml[0] and ours[0]:
                 line += f"   ours/mlflow {ours[0] / ml[0]:6.1f}x"
             print(line)
-        b64 = results.get(("cnn-batch64", "cnn", c), (0.0, 0.0, 0.0))
-        b1 = results.get(("cnn-batch1", "cnn", c), (0.0, 0.0, 0.0))
+        b64 = results.get(("cnn-batch64", "cnn", c), NO_ROUND)
+        b1 = results.get(("cnn-batch1", "cnn", c), NO_ROUND)
         if b64[0] and b1[0]:
             print(f"c={c:<3} cnn  micro-batching: throughput batch64/batch1 {b64[0] / b1[0]:5.2f}"
                   f"  cpu batch1/batch64 {b1[2] / b64[2]:5.2f}")
-        nolog = results.get(("ours-nolog", "lr", c), (0.0, 0.0, 0.0))
-        on = results.get(("ours", "lr", c), (0.0, 0.0, 0.0))
+        nolog = results.get(("ours-nolog", "lr", c), NO_ROUND)
+        on = results.get(("ours", "lr", c), NO_ROUND)
         if nolog[0] and on[0]:
             # Best round against best round, and each round's pair (measured a few seconds
             # apart): the machine's own drift shows in how far those differ.
@@ -393,8 +413,9 @@ def report(results: dict[tuple[str, str, int], tuple[float, float, float]],
             pairs = zip(ons, offs, strict=True)
             print(f"c={c:<3} lr   log on/off: throughput {on[0] / nolog[0]:5.2f}  "
                   f"cpu off/on {nolog[2] / on[2]:5.2f}   round by round "
-                  + ", ".join(f"{a / b:.2f}" for a, b in pairs)
-                  + f"   all rounds {sum(ons) / sum(offs):.2f}")
+                  + ", ".join(f"{a[0] / b[0]:.2f}" for a, b in pairs)
+                  + f"   all rounds {sum(r[0] for r in ons) / sum(r[0] for r in offs):.2f}")
+            print(f"c={c:<3} lr   {cpu_split(ons, offs)} (means over the rounds)")
 
 
 if __name__ == "__main__":
