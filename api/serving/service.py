@@ -74,6 +74,7 @@ class Serving:
             try:
                 shipper.record([(table, spool_json(row)) for table, row in rows])
             except OSError as exc:
+                shipper.unhit(caller)  # our failure: the retry we ask for is the hit
                 raise StoreError(f"the prediction log's spool could not be written ({exc}); "
                                  "nothing was recorded, retry the request") from exc
 

@@ -162,6 +162,19 @@ class Shipper:
         self._nudge()
         return total
 
+    def unhit(self, caller: str) -> None:
+        """Take back a hit of ``caller`` counted by :meth:`hit` for a request that then
+        failed on our side (its rows could not be spooled): it was told to retry, and the
+        retry is the hit that counts. (Taken back in the current window: one counted in
+        the last instant of the previous window stays there.)"""
+        key = self.limiter.key(caller)
+        with self._lock:
+            left = self._unshipped.get(key, 0) - 1  # below 0 if the hit was shipped already
+            if left:
+                self._unshipped[key] = left
+            else:
+                self._unshipped.pop(key, None)
+
     def record(self, rows: list[tuple[str, bytes]]) -> None:
         """Spool ``rows`` (table, JSON) before the response goes out; raises ``OSError``
         if the spool cannot take them (nothing of them is kept then)."""

@@ -150,6 +150,37 @@ def test_log_unavailable_is_a_503_counted_once_and_nothing_served_is_lost(
     assert world.services.lake.count("predictions") == before + 2  # not the refused one
 
 
+def test_a_spool_that_cannot_be_written_is_a_503_that_costs_no_hit(
+        world: World, predict) -> None:
+    """The log's spool cannot be written (a file stands where its folder goes): each
+    request is a 503 saying so and telling the caller to retry, nothing is recorded, and
+    no hit is counted (the failure is ours: a caller that retries as told must not run
+    into its rate limit). Once the spool can be written, the retries are served."""
+    name = world.model("lr")
+    state = serving(world.app)
+    state.limiter.limit = 2
+    state.limiter.window = 86_400  # one window for the whole test (no boundary to cross)
+    world.reset_rate_limits()
+    world.land()
+    before = world.services.lake.count("predictions")
+    spool_dir = world.services.settings.spool_dir
+    assert not spool_dir.exists()  # nothing spooled yet in this test's data folder
+    spool_dir.write_text("not a folder")
+    try:
+        for _ in range(3):
+            resp = predict(name, {"instances": world.rows(1)})
+            assert resp.status_code == 503
+            message = resp.get_json()["message"]
+            assert "spool could not be written" in message and "retry" in message
+    finally:
+        spool_dir.unlink()
+    assert not any(world.hits().values())  # (a hit shipped, then taken back: 0)
+    codes = [predict(name, {"instances": world.rows(1)}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    world.land()
+    assert world.services.lake.count("predictions") == before + 2
+
+
 def test_a_redis_that_stops_answering_is_a_503_until_it_answers(
         world: World, predict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Redis stopped (SIGSTOP: connections stay open, nothing answers): the shipper gives up
