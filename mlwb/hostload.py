@@ -54,4 +54,3 @@ class HostLoad:
             return None
         busy = (now[0] - last[0]) - (now[2] - last[2])
         return min(max(busy / (now[1] - last[1]), 0.0), 1.0)
-

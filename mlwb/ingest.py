@@ -518,8 +518,9 @@ class Ingest:
 
     @staticmethod
     def _too_many(segments: list[Segment], defer: bool) -> bool:
-        limit = defaults.COMPACT_MAX_SEGMENTS - 1 if defer else defaults.COMPACT_AFTER_SEGMENTS
-        return len(segments) > limit
+        if defer:
+            return len(segments) >= defaults.COMPACT_MAX_SEGMENTS
+        return len(segments) > defaults.COMPACT_AFTER_SEGMENTS
 
     def _would_compact(self) -> bool:
         return any(self._too_many(s, False) for s in self.manifest.tables.values())

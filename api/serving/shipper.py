@@ -169,11 +169,7 @@ class Shipper:
         the last instant of the previous window stays there.)"""
         key = self.limiter.key(caller)
         with self._lock:
-            left = self._unshipped.get(key, 0) - 1  # below 0 if the hit was shipped already
-            if left:
-                self._unshipped[key] = left
-            else:
-                self._unshipped.pop(key, None)
+            self._subtract(key, 1)  # below 0 if the hit was shipped already
 
     def record(self, rows: list[tuple[str, bytes]]) -> None:
         """Spool ``rows`` (table, JSON) before the response goes out; raises ``OSError``
@@ -236,11 +232,15 @@ class Shipper:
             self.round_trips += 1
             for (key, n), total in zip(counts.items(), totals, strict=True):
                 self._known[key] = int(total)
-                left = self._unshipped.get(key, 0) - n
-                if left:
-                    self._unshipped[key] = left
-                else:
-                    self._unshipped.pop(key, None)
+                self._subtract(key, n)
+
+    def _subtract(self, key: str, n: int) -> None:
+        """Hits of ``key`` no longer unshipped (shipped, or taken back); under ``_lock``."""
+        left = self._unshipped.get(key, 0) - n
+        if left:
+            self._unshipped[key] = left
+        else:
+            self._unshipped.pop(key, None)
 
     def _forget(self, spool_ids: list[str]) -> None:
         """Deleted spool files need no offset any more."""
